@@ -1,0 +1,189 @@
+"""The `sciml` command line: `sciml run CONFIG` and `sciml data RECIPE`.
+
+Exit status: 0 on success, 2 for usage errors (bad arguments, config or input files), 1 for
+failures while running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+USAGE_ERROR = 2
+RUNTIME_ERROR = 1
+
+
+class UsageError(Exception):
+    """A mistake in the command line; reported in one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the whole usage block and exits itself; we want one line and our own exit.
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_int(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < 1:
+            raise argparse.ArgumentTypeError(
+                f"{name} {text!r} is invalid: expected an integer >= 1"
+            )
+        return value
+
+    return parse
+
+
+def _nonnegative_int(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < 0:
+            raise argparse.ArgumentTypeError(
+                f"{name} {text!r} is invalid: expected an integer >= 0"
+            )
+        return value
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sciml", description="Differentiable scientific ML in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="train and evaluate a model from a TOML config")
+    run.add_argument("config", nargs="?", help="experiment config (TOML)")
+    run.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=10 (repeatable)",
+    )
+    run.add_argument("--runs-dir", default="runs", help="parent of the run directory")
+    run.add_argument(
+        "--resume", metavar="RUN_DIR",
+        help="continue an interrupted run from its last complete checkpoint",
+    )
+
+    data = sub.add_parser("data", help="generate a dataset file from a recipe")
+    data.add_argument("recipe", choices=["darcy"], help="dataset recipe")
+    data.add_argument("--n", type=_positive_int("--n"), required=True, help="number of samples")
+    data.add_argument(
+        "--resolution", type=_positive_int("--resolution"), required=True,
+        help="grid points per axis",
+    )
+    data.add_argument("--seed", type=_nonnegative_int("--seed"), default=0)
+    data.add_argument("--out", required=True, help="output .h5 file")
+    data.add_argument(
+        "--solve-resolution", type=_positive_int("--solve-resolution"), default=None,
+        help="grid of the reference solve (default: the recipe's)",
+    )
+    data.add_argument("--chunk-size", type=_positive_int("--chunk-size"), default=16)
+    data.add_argument("--force", action="store_true", help="replace an existing --out file")
+    data.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _cmd_run(args) -> int:
+    from ._config import ConfigError, load_config
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        stored = run_dir / "config.toml"
+        if not stored.is_file():
+            raise UsageError(
+                f"sciml run: --resume {str(run_dir)!r} is not a run directory "
+                "(no config.toml in it)"
+            )
+        if args.config:
+            raise UsageError("sciml run: give either CONFIG or --resume RUN_DIR, not both")
+        config_file = stored
+    elif args.config:
+        config_file = Path(args.config)
+    else:
+        raise UsageError("sciml run: give a CONFIG file (or --resume RUN_DIR)")
+    try:
+        config = load_config(config_file, args.overrides)
+    except ConfigError as e:
+        raise UsageError(f"sciml run: {e}") from None
+    if args.resume:
+        run_dir = Path(args.resume)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.runs_dir) / f"{config['name']}-{stamp}"
+        suffix = 1
+        while run_dir.exists():
+            suffix += 1
+            run_dir = Path(args.runs_dir) / f"{config['name']}-{stamp}-{suffix}"
+
+    from ._experiment import run_experiment
+    from .data import DatasetError
+
+    print(f"run directory: {run_dir}", flush=True)
+    try:
+        results = run_experiment(config, run_dir, resume=bool(args.resume))
+    except DatasetError as e:
+        raise UsageError(f"sciml run: {e}") from None
+    print("final test metrics:")
+    for k, v in results.items():
+        print(f"  {k}: {v}")
+    print(f"results in {run_dir}/ (results.json, metrics.jsonl, plots/, checkpoints/)")
+    return 0
+
+
+def _cmd_data(args) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UsageError(
+            f"sciml data: --out {str(out)!r} already exists; pass --force to replace it"
+        )
+    if out.exists() and out.is_dir():
+        raise UsageError(f"sciml data: --out {str(out)!r} is a directory; give a file path")
+    res, solve = args.resolution, args.solve_resolution
+    if res < 3:
+        raise UsageError(f"sciml data: --resolution {res} is invalid: expected >= 3")
+    if solve is not None and (solve < res or (solve - 1) % (res - 1)):
+        raise UsageError(
+            f"sciml data: --solve-resolution {solve} is invalid: (solve_resolution - 1) must "
+            f"be a multiple of (resolution - 1) = {res - 1}"
+        )
+    from .data import make_dataset
+
+    checksum = make_dataset(
+        args.recipe, out, n=args.n, resolution=res, seed=args.seed,
+        solve_resolution=solve, chunk_size=args.chunk_size, progress=not args.no_progress,
+    )
+    print(f"wrote {args.n} samples to {out} (sha256 {checksum})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `sciml` console script."""
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "run":
+            return _cmd_run(args)
+        return _cmd_data(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; completed checkpoints and files are intact", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if os.environ.get("SCIML_DEBUG"):
+            raise
+        print(f"error: {type(e).__name__}: {e} (set SCIML_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return RUNTIME_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

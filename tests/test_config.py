@@ -1,0 +1,112 @@
+"""Config validation and the CLI's handling of bad input: one line, exit status 2, no work done."""
+
+import pytest
+
+from sciml._cli import main
+from sciml._config import SCHEMA, ConfigError, apply_overrides, load_config, validate_config
+
+
+def test_defaults_fill_in():
+    config = validate_config({})
+    assert config["model"]["modes"] == [12, 12]
+    assert config["train"]["epochs"] == 500
+    assert set(config) == set(SCHEMA)
+
+
+def test_overrides_are_parsed_as_toml_values():
+    raw = apply_overrides(
+        {}, ["train.epochs=7", "model.modes=[4, 4]", "name=my-run", "train.normalize=false"]
+    )
+    config = validate_config(raw)
+    assert config["train"]["epochs"] == 7
+    assert config["model"]["modes"] == [4, 4]
+    assert config["name"] == "my-run"
+    assert config["train"]["normalize"] is False
+    assert validate_config({"train": {"weight_decay": 0}})["train"]["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "raw, fragments",
+    [
+        ({"trian": {}}, ["'trian'", "allowed here", "train"]),
+        ({"train": {"epoch": 3}}, ["'train.epoch'", "epochs"]),
+        ({"train": {"epochs": "ten"}}, ["'train.epochs'", "'ten'", "an integer"]),
+        ({"train": {"epochs": 0}}, ["'train.epochs'", "0", ">= 1"]),
+        ({"train": {"epochs": True}}, ["'train.epochs'", "an integer"]),
+        ({"train": {"learning_rate": -1.0}}, ["'train.learning_rate'", "-1.0", "0 < lr < 1"]),
+        ({"train": {"learning_rate": float("nan")}}, ["'train.learning_rate'", "finite"]),
+        ({"train": {"loss": "l1"}}, ["'train.loss'", "'l1'", "'relative_l2', 'h1'"]),
+        ({"model": {"modes": [12, "a"]}}, ["'model.modes'", "a list of int"]),
+        ({"model": {"modes": [12]}}, ["'model.modes'", "2 modes"]),
+        ({"model": {"modes": [50, 50]}}, ["'model.modes'", "at most"]),
+        ({"model": "fno"}, ["'model'", "a table"]),
+        ({"data": {"resolution": 85, "solve_resolution": 400}}, ["'data.solve_resolution'", "400"]),
+        ({"train": {"batch_size": 2000}}, ["'train.batch_size'", "2000", "n_train"]),
+        ({"name": "a b"}, ["'name'", "'a b'", "letters"]),
+    ],
+)
+def test_bad_configs_name_key_value_and_allowed(raw, fragments):
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw)
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nepochs = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def _run_cli(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["run", "CONFIG", "--set", "train.epochs=0"], "'train.epochs'"),
+        (["run", "CONFIG", "--set", "train.oops=1"], "'train.oops'"),
+        (["run", "CONFIG", "--set", "noequals"], "KEY=VALUE"),
+        (["run", "missing.toml"], "does not exist"),
+        (["run"], "CONFIG"),
+        (["run", "--resume", "RUNS/none"], "not a run directory"),
+        (["frobnicate"], "invalid choice"),
+        (["data", "darcy", "--n", "0", "--resolution", "16", "--out", "OUT"], "--n '0'"),
+        (["data", "darcy", "--n", "3", "--resolution", "x", "--out", "OUT"], "--resolution 'x'"),
+        (["data", "darcy", "--n", "3", "--resolution", "16", "--out", "EXISTING"], "--force"),
+        (["data", "darcy", "--n", "3", "--resolution", "16", "--solve-resolution", "20",
+          "--out", "OUT"], "--solve-resolution 20"),
+        (["data", "burgers", "--n", "3", "--resolution", "16", "--out", "OUT"], "'burgers'"),
+    ],
+)
+def test_cli_usage_errors_exit_2_with_one_line(argv, fragment, tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text('name = "t"\n')
+    existing = tmp_path / "existing.h5"
+    existing.write_bytes(b"precious")
+    subs = {
+        "CONFIG": str(config),
+        "OUT": str(tmp_path / "out.h5"),
+        "EXISTING": str(existing),
+        "RUNS/none": str(tmp_path / "none"),
+        "missing.toml": str(tmp_path / "missing.toml"),
+    }
+    argv = [subs.get(a, a) for a in argv]
+    if argv[0] == "run":
+        argv += ["--runs-dir", str(tmp_path / "runs")]
+    code, err = _run_cli(argv, capsys)
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert fragment in err
+    # Nothing was written and nothing already there was touched.
+    assert existing.read_bytes() == b"precious"
+    assert not (tmp_path / "out.h5").exists()
+    assert not (tmp_path / "runs").exists()
