@@ -1,0 +1,22 @@
+"""Training: losses, normalisers, batching, `train_step`, checkpoints, plots and `fit`.
+
+Every piece is usable from a user's own JAX loop; `fit` is built only from them.
+"""
+
+from ._batching import batches as batches
+from ._batching import num_batches as num_batches
+from ._checkpoint import latest_checkpoint as latest_checkpoint
+from ._checkpoint import restore_checkpoint as restore_checkpoint
+from ._checkpoint import save_checkpoint as save_checkpoint
+from ._fit import fit as fit
+from ._losses import batch_loss as batch_loss
+from ._losses import h1_loss as h1_loss
+from ._losses import relative_l2 as relative_l2
+from ._normalize import Normalized as Normalized
+from ._normalize import UnitGaussianNormalizer as UnitGaussianNormalizer
+from ._normalize import trainable_filter as trainable_filter
+from ._plots import plot_history as plot_history
+from ._plots import plot_predictions as plot_predictions
+from ._step import evaluate as evaluate
+from ._step import init_optimizer as init_optimizer
+from ._step import train_step as train_step

@@ -1,0 +1,196 @@
+"""Atomic, checksummed checkpoints of arbitrary pytrees (no pickle)."""
+
+import hashlib
+import json
+import os
+import pathlib
+import re
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.tree_util as jtu
+from jaxtyping import PyTree
+
+from .._atomic import atomic_path, atomic_write_bytes
+
+_NAME = re.compile(r"^ckpt_(\d{8,})\.json$")
+_FORMAT_VERSION = 1
+
+
+def _is_typed_key(x: Any) -> bool:
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _unwrap_keys(tree: PyTree) -> PyTree:
+    return jtu.tree_map(lambda x: jax.random.key_data(x) if _is_typed_key(x) else x, tree)
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checkpoints(directory: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
+    """Complete checkpoints `(step, eqx_path)` in `directory`, sorted by step."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for entry in directory.iterdir():
+        match = _NAME.match(entry.name)
+        if match is not None and entry.with_suffix(".eqx").is_file():
+            found.append((int(match.group(1)), entry.with_suffix(".eqx")))
+    return sorted(found)
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    step: int,
+    state: PyTree,
+    *,
+    metadata: dict[str, Any] | None = None,
+    keep: int | None = 3,
+) -> pathlib.Path:
+    """Saves `state` as checkpoint `directory/ckpt_{step:08d}.eqx` plus a JSON sidecar.
+
+    The leaves are written with `eqx.tree_serialise_leaves` to a temporary file, fsynced and
+    renamed into place; then `ckpt_{step:08d}.json` (step, metadata, SHA-256 of the `.eqx`
+    file) is written the same way. A checkpoint counts as complete only once its JSON file
+    exists, so a crash at any point leaves either the previous checkpoints or a complete new
+    one. Older complete checkpoints beyond the newest `keep` are deleted (JSON first).
+
+    Typed PRNG keys (`jax.random.key(...)`) in `state` are stored as their raw
+    `jax.random.key_data` and re-wrapped by `restore_checkpoint` with
+    `jax.random.wrap_key_data` when the corresponding leaf of `like` is a typed key.
+
+    **Arguments:**
+
+    - `directory`: created if missing.
+    - `step`: non-negative integer naming the checkpoint; a checkpoint of the same step is
+        replaced.
+    - `state`: any pytree (model, optimiser state, keys, Python scalars, ...). Non-array
+        leaves that are not Python scalars (e.g. functions) are not saved; they come from
+        `like` on restore.
+    - `metadata`: JSON-serialisable dict stored in the sidecar.
+    - `keep`: number of most recent complete checkpoints to keep, or `None` for all.
+
+    **Returns:**
+
+    The path of the `.eqx` file.
+    """
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"`step` must be a non-negative integer, got {step!r}.")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise ValueError(f"`keep` must be a positive integer or None, got {keep!r}.")
+    metadata = {} if metadata is None else dict(metadata)
+    try:
+        metadata_json = json.dumps(metadata)
+    except TypeError as e:
+        raise ValueError(f"`metadata` must be JSON-serialisable: {e}.") from None
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"ckpt_{step:08d}"
+    eqx_path = directory / f"{name}.eqx"
+    json_path = directory / f"{name}.json"
+    # Replacing a checkpoint of the same step: make it incomplete first, so that a crash
+    # between the two renames cannot pair the new `.eqx` with the old sidecar.
+    json_path.unlink(missing_ok=True)
+    with atomic_path(eqx_path) as tmp:
+        eqx.tree_serialise_leaves(tmp, _unwrap_keys(state))
+        checksum = _sha256(tmp)
+    record = {
+        "format_version": _FORMAT_VERSION,
+        "step": step,
+        "file": eqx_path.name,
+        "sha256": checksum,
+        "metadata": json.loads(metadata_json),
+    }
+    atomic_write_bytes(json_path, (json.dumps(record, indent=2) + "\n").encode())
+    if keep is not None:
+        for _, old in _checkpoints(directory)[:-keep]:
+            old.with_suffix(".json").unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
+    return eqx_path
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> pathlib.Path | None:
+    """Path of the newest complete checkpoint (`.eqx` with its JSON sidecar) in `directory`.
+
+    **Arguments:**
+
+    - `directory`: a checkpoint directory (need not exist).
+
+    **Returns:**
+
+    The `.eqx` path of the checkpoint with the largest step, or `None` if there is none.
+    `.eqx` files without a sidecar (an interrupted save) are ignored.
+    """
+    found = _checkpoints(pathlib.Path(directory))
+    return found[-1][1] if found else None
+
+
+def restore_checkpoint(
+    path_or_directory: str | os.PathLike, like: PyTree
+) -> tuple[PyTree, dict[str, Any]]:
+    """Loads a checkpoint written by `save_checkpoint`, verifying its checksum.
+
+    **Arguments:**
+
+    - `path_or_directory`: a `.eqx` (or `.json`) checkpoint file, or a directory, in which
+        case its `latest_checkpoint` is loaded.
+    - `like`: a pytree with the structure, shapes and dtypes of the saved `state` (e.g. a
+        freshly initialised model and optimiser state, or `eqx.filter_eval_shape` of one).
+        Leaves of `like` that are typed PRNG keys are restored as typed keys.
+
+    **Returns:**
+
+    `(state, metadata)`: the restored pytree and the `metadata` dict given to
+    `save_checkpoint`, with `"step"` added.
+    """
+    path = pathlib.Path(path_or_directory)
+    if path.is_dir():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise FileNotFoundError(f"No complete checkpoint in directory `{path}`.")
+        path = latest
+    eqx_path = path.with_suffix(".eqx")
+    json_path = path.with_suffix(".json")
+    if not json_path.is_file() or not eqx_path.is_file():
+        raise FileNotFoundError(
+            f"Checkpoint `{eqx_path}` is missing or incomplete (it needs both `{eqx_path.name}` "
+            f"and `{json_path.name}`)."
+        )
+    try:
+        record = json.loads(json_path.read_text())
+        expected = record["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"Checkpoint sidecar `{json_path}` is not valid JSON.") from None
+    actual = _sha256(eqx_path)
+    if actual != expected:
+        raise ValueError(
+            f"Checkpoint `{eqx_path}` is corrupted: its sha256 {actual} does not match "
+            f"{expected} recorded in `{json_path.name}`."
+        )
+    like_data = _unwrap_keys(like)
+    try:
+        state = eqx.tree_deserialise_leaves(eqx_path, like_data)
+    except Exception as e:
+        raise ValueError(
+            f"Checkpoint `{eqx_path}` does not match the structure, shapes or dtypes of "
+            f"`like`: {type(e).__name__}: {e}"
+        ) from None
+    state = jtu.tree_map(
+        lambda template, x: (
+            jax.random.wrap_key_data(x, impl=jax.random.key_impl(template))
+            if _is_typed_key(template)
+            else x
+        ),
+        like,
+        state,
+    )
+    metadata = dict(record.get("metadata") or {})
+    metadata["step"] = record["step"]
+    return state, metadata

@@ -1,0 +1,328 @@
+"""`fit`: a complete training loop built from the public pieces of `sciml.train`."""
+
+import json
+import math
+import os
+import pathlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from tqdm.auto import tqdm
+
+from .._atomic import atomic_path, atomic_write_bytes
+from ._batching import _batch_indices, _check_arrays, _check_batch_size, _iterate, num_batches
+from ._checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from ._losses import relative_l2
+from ._plots import plot_history
+from ._step import evaluate, init_optimizer, train_step
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def _check_pair(data: Any, name: str) -> tuple[Any, Any]:
+    data = _check_arrays(data, name)
+    if len(data) != 2:
+        raise ValueError(f"`{name}` must be a pair (inputs, targets), got {len(data)} arrays.")
+    if data[0].shape[0] == 0:
+        raise ValueError(f"`{name}` must contain at least one sample, got 0.")
+    return data
+
+
+def _learning_rate(opt_state: optax.OptState) -> float | None:
+    """The learning rate of the last step, if the optimiser was built with
+    `optax.inject_hyperparams`."""
+    has_hyperparams = lambda s: hasattr(s, "hyperparams") and isinstance(s.hyperparams, dict)
+    for s in jtu.tree_leaves(opt_state, is_leaf=has_hyperparams):
+        if has_hyperparams(s) and "learning_rate" in s.hyperparams:
+            return float(s.hyperparams["learning_rate"])
+    return None
+
+
+def _read_history(path: pathlib.Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _write_history(path: pathlib.Path, history: Sequence[Mapping[str, Any]]) -> None:
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in history).encode())
+
+
+def _append_record(path: pathlib.Path, record: Mapping[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _save_model(path: pathlib.Path, model: PyTree) -> None:
+    with atomic_path(path) as tmp:
+        eqx.tree_serialise_leaves(tmp, model)
+
+
+def fit(
+    model: PyTree,
+    loss_fn: Callable[[PyTree, Array, Array], Float[Array, ""]],
+    train_data: tuple[Any, Any],
+    *,
+    optimizer: optax.GradientTransformation,
+    epochs: int | None = None,
+    steps: int | None = None,
+    batch_size: int = 20,
+    eval_data: tuple[Any, Any] | None = None,
+    eval_metrics: Mapping[str, Callable[[Array, Array], Array]] | None = None,
+    key: PRNGKeyArray,
+    run_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    keep_checkpoints: int = 3,
+    resume: bool = False,
+    progress: bool = True,
+    filter_spec: PyTree[bool] | None = None,
+    callback: Callable[[PyTree, dict[str, Any]], Any] | None = None,
+) -> tuple[PyTree, list[dict[str, Any]]]:
+    """Trains `model` by mini-batch gradient descent.
+
+    Built only from public pieces: `batches`-style shuffling (`jax.random.fold_in(key,
+    epoch)` for epoch `epoch = 0, 1, ...`), `init_optimizer`, `train_step`, `evaluate`,
+    `save_checkpoint` / `restore_checkpoint` and `plot_history`. A user's own loop can
+    combine them differently.
+
+    Each epoch: shuffle, one `train_step` per batch (the last batch may be smaller), then
+    evaluate `eval_metrics` on `eval_data`, append a record to the history (and to
+    `run_dir/metrics.jsonl`), track the best model by the first metric (lower is better) and
+    checkpoint every `checkpoint_every` epochs and at the end.
+
+    **`run_dir` layout:**
+
+    - `metrics.jsonl`: one JSON record per epoch (see *Returns*).
+    - `best_model.eqx`: the best model so far (`eqx.tree_serialise_leaves`; load with
+        `eqx.tree_deserialise_leaves(path, model)`), only with `eval_data`.
+    - `checkpoints/ckpt_{step:08d}.eqx` + `.json`: the newest `keep_checkpoints`
+        checkpoints; state `{"model", "opt_state", "key", "best_model"}` (key as
+        `jax.random.key_data`), metadata epoch, step, best metric, `num_train`, `batch_size`.
+    - `plots/loss.png`: `plot_history` of the run, written at the end.
+
+    **Resuming.** With `resume=True` the newest complete checkpoint in
+    `run_dir/checkpoints` is restored (model, optimiser state, best model and best metric),
+    the records of `metrics.jsonl` after its step are dropped (the file is rewritten
+    atomically) and training continues at that step, skipping the batches of the current
+    epoch that were already used. Since the shuffling depends only on `(key, epoch)`, the
+    result equals the uninterrupted run bit for bit (on the same machine and software). The
+    checkpoint must come from the same `key`, number of training samples and `batch_size`.
+    Without a checkpoint, `resume=True` starts from scratch. `epochs`/`steps` is the total
+    over all sessions, so a finished run can be extended by resuming with a larger value.
+    If a run stopped mid-epoch (see `steps`) is extended, that epoch gets a second record
+    covering its remaining batches.
+
+    **Arguments:**
+
+    - `model`: the model; acts on ONE sample (`jax.vmap`-ed by the loss).
+    - `loss_fn`: `loss_fn(model, x_batch, y_batch) -> scalar`, e.g.
+        `batch_loss(relative_l2)`.
+    - `train_data`: `(inputs, targets)` host arrays (NumPy or h5py) with a leading sample
+        axis of equal length.
+    - `optimizer`: an Optax gradient transformation.
+    - `epochs`: number of epochs (exactly one of `epochs` and `steps`).
+    - `steps`: number of optimiser steps. Training stops exactly after `steps` steps, so the
+        last epoch may be partial (it is still evaluated, recorded and checkpointed).
+    - `batch_size`: training (and evaluation) batch size; must not exceed the number of
+        training samples (a `ValueError` rather than a silent clamp).
+    - `eval_data`: optional `(inputs, targets)` evaluated after each epoch.
+    - `eval_metrics`: per-sample metrics by name; default `{"relative_l2": relative_l2}`
+        when `eval_data` is given. The first one selects the best model.
+    - `key`: PRNG key for the shuffling (typed or raw).
+    - `run_dir`: directory for metrics, checkpoints and plots; `None` writes nothing. It
+        must not already hold a run unless `resume=True`.
+    - `checkpoint_every`: epochs between checkpoints (a checkpoint is also written at the
+        end and when `callback` stops training).
+    - `keep_checkpoints`: how many checkpoints to keep.
+    - `resume`: continue from the newest checkpoint in `run_dir` (see above).
+    - `progress`: show a `tqdm` progress bar over steps with the last train loss and eval
+        metric.
+    - `filter_spec`: trainable leaves (default `trainable_filter(model)`, which freezes
+        normalisers).
+    - `callback`: `callback(model, record)` after each epoch's record; a truthy return value
+        stops training after that epoch.
+
+    **Returns:**
+
+    `(model, history)`: the best model (by the first eval metric) when `eval_data` is given,
+    else the final model; and the list of records, one dict per epoch with `epoch` (0-based
+    index), `step` (optimiser steps so far), `train_loss` (sample-weighted mean of the
+    batch losses of the epoch, with the parameters before each step), `eval_<name>` for
+    every metric, `lr` (only for optimisers built with `optax.inject_hyperparams`) and
+    `epoch_time_s`. After a resume the history includes the restored earlier records.
+    """
+    train_data = _check_pair(train_data, "train_data")
+    n = int(train_data[0].shape[0])
+    if (epochs is None) == (steps is None):
+        raise ValueError(
+            f"`fit` needs exactly one of `epochs` and `steps`, got epochs={epochs!r}, "
+            f"steps={steps!r}."
+        )
+    batch_size = _check_batch_size(batch_size)
+    if batch_size > n:
+        raise ValueError(
+            f"`batch_size` = {batch_size} exceeds the {n} samples of `train_data`; use at most {n}."
+        )
+    nb = num_batches(n, batch_size)
+    if epochs is not None:
+        total_steps = _positive_int("epochs", epochs) * nb
+    else:
+        total_steps = _positive_int("steps", steps)
+    if eval_data is not None:
+        eval_data = _check_pair(eval_data, "eval_data")
+        if eval_metrics is None:
+            eval_metrics = {"relative_l2": relative_l2}
+        eval_metrics = dict(eval_metrics)
+        if not eval_metrics or not all(callable(m) for m in eval_metrics.values()):
+            raise ValueError(
+                f"`eval_metrics` must be a non-empty dict of per-sample metrics, got "
+                f"{eval_metrics!r}."
+            )
+    elif eval_metrics is not None:
+        raise ValueError("`eval_metrics` was given without `eval_data`; pass both or neither.")
+    checkpoint_every = _positive_int("checkpoint_every", checkpoint_every)
+    keep_checkpoints = _positive_int("keep_checkpoints", keep_checkpoints)
+    if resume and run_dir is None:
+        raise ValueError("`resume=True` needs a `run_dir` to resume from, got run_dir=None.")
+    if jax.dtypes.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
+        key_data = jax.random.key_data(key)
+    else:
+        key_data = jnp.asarray(key)
+
+    opt_state = init_optimizer(optimizer, model, filter_spec)
+    step = 0
+    history: list[dict[str, Any]] = []
+    best_model = None
+    best_metric = math.inf
+    first_metric = next(iter(eval_metrics)) if eval_data is not None else None
+
+    if run_dir is not None:
+        run_dir = pathlib.Path(run_dir)
+        ckpt_dir = run_dir / "checkpoints"
+        metrics_path = run_dir / "metrics.jsonl"
+        latest = latest_checkpoint(ckpt_dir)
+        if not resume and (latest is not None or metrics_path.exists()):
+            raise ValueError(
+                f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` to continue "
+                "it, or a fresh directory."
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if latest is not None:
+            like = {"model": model, "opt_state": opt_state, "key": key_data, "best_model": model}
+            state, meta = restore_checkpoint(latest, like)
+            for name, now in (("num_train", n), ("batch_size", batch_size)):
+                if meta.get(name) != now:
+                    raise ValueError(
+                        f"Cannot resume from `{latest}`: it was written with {name}="
+                        f"{meta.get(name)!r}, now {name}={now!r}."
+                    )
+            if not np.array_equal(np.asarray(state["key"]), np.asarray(key_data)):
+                raise ValueError(
+                    f"Cannot resume from `{latest}`: `key` differs from the key of the run; "
+                    "pass the original key."
+                )
+            model, opt_state = state["model"], state["opt_state"]
+            step = int(meta["step"])
+            if eval_data is not None and meta.get("best_metric") is not None:
+                best_model = state["best_model"]
+                best_metric = float(meta["best_metric"])
+                _save_model(run_dir / "best_model.eqx", best_model)
+        # Drop records newer than the checkpoint (or all of them, when starting afresh).
+        history = [r for r in _read_history(metrics_path) if r["step"] <= step]
+        _write_history(metrics_path, history)
+
+    epoch = step // nb
+    stop = False
+    bar = tqdm(
+        total=total_steps,
+        initial=step,
+        disable=not progress,
+        unit="step",
+        desc="fit",
+        dynamic_ncols=True,
+    )
+    try:
+        while step < total_steps and not stop:
+            start_time = time.perf_counter()
+            chunks = _batch_indices(n, batch_size, jax.random.fold_in(key, epoch), False)
+            first, last = step - epoch * nb, min(nb, total_steps - epoch * nb)
+            loss_sum = jnp.zeros(())
+            count = 0
+            for x, y in _iterate(train_data, chunks[first:last], prefetch=2):
+                model, opt_state, loss = train_step(
+                    model,
+                    opt_state,
+                    (x, y),
+                    loss_fn=loss_fn,
+                    optimizer=optimizer,
+                    filter_spec=filter_spec,
+                )
+                # Accumulate on the device: no host synchronisation inside the epoch.
+                loss_sum = loss_sum + loss * x.shape[0]
+                count += x.shape[0]
+                step += 1
+                bar.update(1)
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "step": step,
+                "train_loss": float(loss_sum) / count,
+            }
+            if eval_data is not None:
+                scores = evaluate(model, eval_data, eval_metrics, batch_size=batch_size)
+                record.update({f"eval_{name}": value for name, value in scores.items()})
+                if scores[first_metric] < best_metric:
+                    best_metric, best_model = scores[first_metric], model
+                    if run_dir is not None:
+                        _save_model(run_dir / "best_model.eqx", best_model)
+            lr = _learning_rate(opt_state)
+            if lr is not None:
+                record["lr"] = lr
+            record["epoch_time_s"] = time.perf_counter() - start_time
+            history.append(record)
+            if run_dir is not None:
+                _append_record(metrics_path, record)
+            if callback is not None:
+                stop = bool(callback(model, record))
+            postfix = {"loss": f"{record['train_loss']:.3e}"}
+            if first_metric is not None:
+                postfix[first_metric] = f"{record[f'eval_{first_metric}']:.3e}"
+            bar.set_postfix(postfix, refresh=False)
+            epoch += 1
+            if run_dir is not None and (
+                epoch % checkpoint_every == 0 or step >= total_steps or stop
+            ):
+                state = {
+                    "model": model,
+                    "opt_state": opt_state,
+                    "key": key_data,
+                    "best_model": model if best_model is None else best_model,
+                }
+                metadata = {
+                    "epoch": record["epoch"],
+                    "best_metric": None if best_model is None else best_metric,
+                    "num_train": n,
+                    "batch_size": batch_size,
+                }
+                save_checkpoint(ckpt_dir, step, state, metadata=metadata, keep=keep_checkpoints)
+    finally:
+        bar.close()
+
+    if run_dir is not None and history:
+        plot_history(history, run_dir / "plots" / "loss.png")
+    if eval_data is not None and best_model is not None:
+        return best_model, history
+    return model, history

@@ -1,0 +1,148 @@
+"""Training-curve and prediction plots (matplotlib, Agg, written atomically)."""
+
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from jaxtyping import ArrayLike
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .._atomic import atomic_path
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> pathlib.Path:
+    # Figures are built with the object-oriented API on an Agg canvas: no pyplot global
+    # state, no GUI backend, nothing is ever shown.
+    path = pathlib.Path(path)
+    fmt = path.suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=110)
+    return path
+
+
+def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> pathlib.Path:
+    """Plots the training loss and every evaluation metric against the epoch.
+
+    **Arguments:**
+
+    - `history`: the records returned by `fit` (dicts with `"epoch"`, `"train_loss"` and
+        `"eval_<name>"` entries); other keys are ignored.
+    - `path`: output file (its suffix picks the format, e.g. `.png`, `.pdf`).
+
+    **Returns:**
+
+    `path`. The y axis is logarithmic when all plotted values are positive.
+    """
+    if len(history) == 0:
+        raise ValueError("`history` must contain at least one record, got an empty sequence.")
+    epochs = [record.get("epoch", i) for i, record in enumerate(history)]
+    names = [k for k in history[0] if k == "train_loss" or k.startswith("eval_")]
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    all_positive = True
+    for name in names:
+        values = np.array([record.get(name, np.nan) for record in history], dtype=float)
+        finite = values[np.isfinite(values)]
+        all_positive &= bool(np.all(finite > 0))
+        ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, label=name)
+    if all_positive:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss / metric")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_predictions(
+    inputs: ArrayLike,
+    targets: ArrayLike,
+    preds: ArrayLike,
+    path: str | os.PathLike,
+    *,
+    num: int = 3,
+    titles: Sequence[str] | None = None,
+) -> pathlib.Path:
+    """Plots inputs, targets, predictions and errors for the first `num` samples.
+
+    All arrays are batches of channels-first samples, `(n, channels, *spatial)` with one or
+    two spatial axes; channel 0 is plotted. For 2-D fields each row is a sample and the
+    columns are input / truth / prediction / |error| images with colorbars (truth and
+    prediction share one colour scale). For 1-D fields the columns are input / truth and
+    prediction overlaid / |error| line plots.
+
+    **Arguments:**
+
+    - `inputs`: `(n, in_channels, *spatial)`.
+    - `targets`: `(n, out_channels, *spatial)`.
+    - `preds`: same shape as `targets`.
+    - `path`: output file (its suffix picks the format).
+    - `num`: number of samples (rows), at most `n`.
+    - `titles`: column titles replacing the defaults above (3 for 1-D, 4 for 2-D).
+
+    **Returns:**
+
+    `path`.
+    """
+    inputs = np.asarray(inputs)
+    targets = np.asarray(targets)
+    preds = np.asarray(preds)
+    if targets.shape != preds.shape:
+        raise ValueError(
+            f"`preds` must have the shape of `targets`, got {preds.shape} and {targets.shape}."
+        )
+    if targets.ndim not in (3, 4):
+        raise ValueError(
+            "`targets` must have shape (n, channels, *spatial) with 1 or 2 spatial axes, got "
+            f"shape {targets.shape}."
+        )
+    if inputs.ndim != targets.ndim or inputs.shape[0] != targets.shape[0]:
+        raise ValueError(
+            f"`inputs` must have shape (n, channels, *spatial) like `targets`, got "
+            f"{inputs.shape} and {targets.shape}."
+        )
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"`num` must be a positive integer, got {num!r}.")
+    num = min(num, targets.shape[0])
+    two_d = targets.ndim == 4
+    default = (
+        ["input", "truth", "prediction", "|error|"]
+        if two_d
+        else ["input", "truth / prediction", "|error|"]
+    )
+    if titles is None:
+        titles = default
+    elif len(titles) != len(default):
+        raise ValueError(f"`titles` must have {len(default)} entries, got {len(titles)}.")
+    cols = len(default)
+    fig = Figure(figsize=(3.2 * cols, 2.8 * num), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = np.asarray(fig.subplots(num, cols, squeeze=False))
+    for row in range(num):
+        x, t, p = inputs[row, 0], targets[row, 0], preds[row, 0]
+        err = np.abs(p - t)
+        if two_d:
+            lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+            panels = [(x, None, None), (t, lo, hi), (p, lo, hi), (err, None, None)]
+            for col, (field, vmin, vmax) in enumerate(panels):
+                ax = axes[row, col]
+                image = ax.imshow(field.T, origin="lower", vmin=vmin, vmax=vmax, cmap="viridis")
+                fig.colorbar(image, ax=ax, shrink=0.8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+        else:
+            grid = np.linspace(0, 1, t.shape[0])
+            axes[row, 0].plot(np.linspace(0, 1, x.shape[0]), x)
+            axes[row, 1].plot(grid, t, label="truth")
+            axes[row, 1].plot(grid, p, "--", label="prediction")
+            axes[row, 2].plot(grid, err)
+            if row == 0:
+                axes[row, 1].legend(fontsize="small")
+        if row == 0:
+            for col, title in enumerate(titles):
+                axes[row, col].set_title(title)
+    return _save(fig, path)
