@@ -63,12 +63,17 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train and evaluate a model from a TOML config")
     run.add_argument("config", nargs="?", help="experiment config (TOML)")
     run.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.epochs=10 (repeatable)",
     )
     run.add_argument("--runs-dir", default="runs", help="parent of the run directory")
     run.add_argument(
-        "--resume", metavar="RUN_DIR",
+        "--resume",
+        metavar="RUN_DIR",
         help="continue an interrupted run from its last complete checkpoint",
     )
 
@@ -76,16 +81,25 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("recipe", choices=["darcy"], help="dataset recipe")
     data.add_argument("--n", type=_positive_int("--n"), required=True, help="number of samples")
     data.add_argument(
-        "--resolution", type=_positive_int("--resolution"), required=True,
+        "--resolution",
+        type=_positive_int("--resolution"),
+        required=True,
         help="grid points per axis",
     )
     data.add_argument("--seed", type=_nonnegative_int("--seed"), default=0)
     data.add_argument("--out", required=True, help="output .h5 file")
     data.add_argument(
-        "--solve-resolution", type=_positive_int("--solve-resolution"), default=None,
+        "--solve-resolution",
+        type=_positive_int("--solve-resolution"),
+        default=None,
         help="grid of the reference solve (default: the recipe's)",
     )
     data.add_argument("--chunk-size", type=_positive_int("--chunk-size"), default=16)
+    data.add_argument(
+        "--zero-mean",
+        action="store_true",
+        help="drop the constant mode of the coefficient field (as the FNO MATLAB generator)",
+    )
     data.add_argument("--force", action="store_true", help="replace an existing --out file")
     data.add_argument("--no-progress", action="store_true")
     return parser
@@ -157,8 +171,15 @@ def _cmd_data(args) -> int:
     from .data import make_dataset
 
     checksum = make_dataset(
-        args.recipe, out, n=args.n, resolution=res, seed=args.seed,
-        solve_resolution=solve, chunk_size=args.chunk_size, progress=not args.no_progress,
+        args.recipe,
+        out,
+        n=args.n,
+        resolution=res,
+        seed=args.seed,
+        solve_resolution=solve,
+        chunk_size=args.chunk_size,
+        zero_mean=args.zero_mean,
+        progress=not args.no_progress,
     )
     print(f"wrote {args.n} samples to {out} (sha256 {checksum})")
     return 0
@@ -180,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if os.environ.get("SCIML_DEBUG"):
             raise
-        print(f"error: {type(e).__name__}: {e} (set SCIML_DEBUG=1 for a traceback)",
-              file=sys.stderr)
+        print(
+            f"error: {type(e).__name__}: {e} (set SCIML_DEBUG=1 for a traceback)", file=sys.stderr
+        )
         return RUNTIME_ERROR
 
 

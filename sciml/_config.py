@@ -50,33 +50,59 @@ def _probability(x):
 _ACTIVATIONS = ("gelu", "relu", "tanh", "silu", "elu")
 
 SCHEMA: dict[str, dict[str, Option] | Option] = {
-    "name": Option(str, "run", check=lambda s: s.replace("-", "").replace("_", "").isalnum(),
-                   allowed="letters, digits, '-' and '_'", help="run name; prefix of the run dir"),
+    "name": Option(
+        str,
+        "run",
+        check=lambda s: s.replace("-", "").replace("_", "").isalnum(),
+        allowed="letters, digits, '-' and '_'",
+        help="run name; prefix of the run dir",
+    ),
     "seed": Option(int, 0, check=_nonnegative, allowed=">= 0", help="PRNG seed for training"),
     "data": {
         "recipe": Option(str, "darcy", choices=("darcy",), help="dataset recipe"),
-        "resolution": Option(int, 85, check=lambda s: s >= 8, allowed=">= 8",
-                             help="grid points per axis of the training data"),
-        "solve_resolution": Option(int, 0, check=_nonnegative,
-                                   allowed=">= 0 (0: the recipe's default)",
-                                   help="grid of the reference solve, subsampled to resolution"),
+        "resolution": Option(
+            int,
+            85,
+            check=lambda s: s >= 8,
+            allowed=">= 8",
+            help="grid points per axis of the training data",
+        ),
+        "solve_resolution": Option(
+            int,
+            0,
+            check=_nonnegative,
+            allowed=">= 0 (0: the recipe's default)",
+            help="grid of the reference solve, subsampled to resolution",
+        ),
         "n_train": Option(int, 1000, check=_positive, allowed=">= 1"),
         "n_test": Option(int, 100, check=_positive, allowed=">= 1"),
         "seed": Option(int, 0, check=_nonnegative, allowed=">= 0", help="data generation seed"),
+        "zero_mean": Option(
+            bool, False, help="drop the constant mode of the coefficient field (FNO code)"
+        ),
         "path": Option(str, "", help="dataset file; generated (and cached) when empty"),
         "cache_dir": Option(str, "data", help="where generated datasets are cached"),
     },
     "model": {
         "name": Option(str, "fno", choices=("fno",)),
-        "modes": Option(list, [12, 12], item_type=int,
-                        check=lambda m: len(m) in (1, 2, 3) and all(k >= 1 for k in m),
-                        allowed="1 to 3 positive integers, one per spatial axis"),
+        "modes": Option(
+            list,
+            [12, 12],
+            item_type=int,
+            check=lambda m: len(m) in (1, 2, 3) and all(k >= 1 for k in m),
+            allowed="1 to 3 positive integers, one per spatial axis",
+        ),
         "width": Option(int, 32, check=_positive, allowed=">= 1"),
         "depth": Option(int, 4, check=_positive, allowed=">= 1"),
         "activation": Option(str, "gelu", choices=_ACTIVATIONS),
         "grid_features": Option(bool, True),
-        "padding": Option(int, 9, check=_nonnegative, allowed=">= 0",
-                          help="zero padding per spatial axis for non-periodic domains"),
+        "padding": Option(
+            int,
+            9,
+            check=_nonnegative,
+            allowed=">= 0",
+            help="zero padding per spatial axis for non-periodic domains",
+        ),
         "projection_channels": Option(int, 128, check=_positive, allowed=">= 1"),
     },
     "train": {
@@ -85,8 +111,13 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
         "learning_rate": Option(float, 1e-3, check=lambda x: 0 < x < 1, allowed="0 < lr < 1"),
         "weight_decay": Option(float, 1e-4, check=_nonnegative, allowed=">= 0"),
         "schedule": Option(str, "step", choices=("step", "cosine", "constant")),
-        "step_size": Option(int, 100, check=_positive, allowed=">= 1",
-                            help="epochs between learning-rate drops (schedule = 'step')"),
+        "step_size": Option(
+            int,
+            100,
+            check=_positive,
+            allowed=">= 1",
+            help="epochs between learning-rate drops (schedule = 'step')",
+        ),
         "gamma": Option(float, 0.5, check=_probability, allowed="0 < gamma <= 1"),
         "loss": Option(str, "relative_l2", choices=("relative_l2", "h1")),
         "normalize": Option(bool, True, help="unit-Gaussian normalisation of inputs and outputs"),
@@ -125,9 +156,7 @@ def _check_value(key: str, value: Any, option: Option) -> Any:
     if expected is float and not math.isfinite(value):
         raise fail("expected a finite number")
     if expected is list:
-        if not all(
-            isinstance(v, option.item_type) and not isinstance(v, bool) for v in value
-        ):
+        if not all(isinstance(v, option.item_type) and not isinstance(v, bool) for v in value):
             raise fail(f"expected {_describe_type(option)}")
         value = list(value)
     if option.choices is not None and value not in option.choices:

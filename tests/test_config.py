@@ -82,8 +82,21 @@ def _run_cli(argv, capsys):
         (["data", "darcy", "--n", "0", "--resolution", "16", "--out", "OUT"], "--n '0'"),
         (["data", "darcy", "--n", "3", "--resolution", "x", "--out", "OUT"], "--resolution 'x'"),
         (["data", "darcy", "--n", "3", "--resolution", "16", "--out", "EXISTING"], "--force"),
-        (["data", "darcy", "--n", "3", "--resolution", "16", "--solve-resolution", "20",
-          "--out", "OUT"], "--solve-resolution 20"),
+        (
+            [
+                "data",
+                "darcy",
+                "--n",
+                "3",
+                "--resolution",
+                "16",
+                "--solve-resolution",
+                "20",
+                "--out",
+                "OUT",
+            ],
+            "--solve-resolution 20",
+        ),
         (["data", "burgers", "--n", "3", "--resolution", "16", "--out", "OUT"], "'burgers'"),
     ],
 )

@@ -67,8 +67,16 @@ def test_failed_generation_keeps_existing_file(tmp_path):
         raise RuntimeError("solver crashed")
 
     with pytest.raises(RuntimeError, match="solver crashed"):
-        write_dataset(path, broken(), n=10, input_shape=(1, 6, 6), output_shape=(1, 6, 6),
-                      grid=(np.zeros(6), np.zeros(6)), recipe={}, seed=0)
+        write_dataset(
+            path,
+            broken(),
+            n=10,
+            input_shape=(1, 6, 6),
+            output_shape=(1, 6, 6),
+            grid=(np.zeros(6), np.zeros(6)),
+            recipe={},
+            seed=0,
+        )
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["d.h5"]  # no temp files left behind
 
@@ -76,8 +84,15 @@ def test_failed_generation_keeps_existing_file(tmp_path):
 def test_wrong_sample_count_is_an_error(tmp_path):
     with pytest.raises(DatasetError, match="expected n=12"):
         write_dataset(
-            tmp_path / "d.h5", _chunks(10, (1, 6, 6), 0, 3), n=12, input_shape=(1, 6, 6),
-            output_shape=(1, 6, 6), grid=(np.zeros(6), np.zeros(6)), recipe={}, seed=0)
+            tmp_path / "d.h5",
+            _chunks(10, (1, 6, 6), 0, 3),
+            n=12,
+            input_shape=(1, 6, 6),
+            output_shape=(1, 6, 6),
+            grid=(np.zeros(6), np.zeros(6)),
+            recipe={},
+            seed=0,
+        )
     assert not (tmp_path / "d.h5").exists()
 
 

@@ -1,0 +1,17 @@
+"""sciml: differentiable scientific machine learning in JAX.
+
+- `sciml.operators`: neural operators (FNO) acting on one sample, channels first.
+- `sciml.data`: Gaussian random fields, differentiable solvers (Darcy), dataset recipes and files.
+- `sciml.train`: losses, normalizers, batching, `train_step`, checkpoints, plots and `fit`.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import data as data
+from . import operators as operators
+from . import train as train
+
+try:
+    __version__ = version("sciml")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"

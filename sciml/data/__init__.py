@@ -1,0 +1,13 @@
+"""Data: Gaussian random fields, differentiable PDE solvers, the papers' dataset recipes, and the
+on-disk dataset format."""
+
+from ._darcy import darcy_solve as darcy_solve
+from ._generate import make_dataset as make_dataset
+from ._grf import grf as grf
+from ._io import Dataset as Dataset
+from ._io import DatasetError as DatasetError
+from ._io import load_dataset as load_dataset
+from ._io import write_dataset as write_dataset
+from ._recipes import darcy_recipe_info as darcy_recipe_info
+from ._recipes import darcy_recipe_sample as darcy_recipe_sample
+from ._recipes import generate_darcy as generate_darcy
