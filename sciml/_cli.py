@@ -77,6 +77,22 @@ def _parser() -> argparse.ArgumentParser:
         help="continue an interrupted run from its last complete checkpoint",
     )
 
+    ev = sub.add_parser("eval", help="evaluate a run's best model on fresh data, at any resolution")
+    ev.add_argument("run_dir", help="a directory written by 'sciml run'")
+    ev.add_argument(
+        "--resolution",
+        type=_positive_int("--resolution"),
+        default=None,
+        help="grid points per axis of the test data (default: the training resolution)",
+    )
+    ev.add_argument("--n", type=_positive_int("--n"), default=100, help="test samples")
+    ev.add_argument(
+        "--seed",
+        type=_nonnegative_int("--seed"),
+        default=1000,
+        help="data seed (default 1000, distinct from the training data)",
+    )
+
     data = sub.add_parser("data", help="generate a dataset file from a recipe")
     data.add_argument("recipe", choices=["darcy"], help="dataset recipe")
     data.add_argument("--n", type=_positive_int("--n"), required=True, help="number of samples")
@@ -152,6 +168,28 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_eval(args) -> int:
+    run_dir = Path(args.run_dir)
+    for name in ("config.toml", "best_model.eqx"):
+        if not (run_dir / name).is_file():
+            raise UsageError(
+                f"sciml eval: {str(run_dir)!r} is not a finished run directory (no {name})"
+            )
+    if args.resolution is not None and args.resolution < 3:
+        raise UsageError(f"sciml eval: --resolution {args.resolution} is invalid: expected >= 3")
+    import json
+
+    from ._experiment import evaluate_run
+
+    results = evaluate_run(run_dir, resolution=args.resolution, n=args.n, seed=args.seed)
+    out = run_dir / f"eval_s{results['resolution']}_seed{args.seed}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    for k, v in results.items():
+        print(f"  {k}: {v}")
+    print(f"written to {out}")
+    return 0
+
+
 def _cmd_data(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -189,9 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `sciml` console script."""
     try:
         args = _parser().parse_args(argv)
-        if args.command == "run":
-            return _cmd_run(args)
-        return _cmd_data(args)
+        commands = {"run": _cmd_run, "eval": _cmd_eval, "data": _cmd_data}
+        return commands[args.command](args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return USAGE_ERROR

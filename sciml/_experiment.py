@@ -94,6 +94,20 @@ def build_model(model_cfg: dict, in_channels: int, out_channels: int, *, key) ->
     raise ValueError(f"model.name {model_cfg['name']!r} is unknown")  # unreachable after checks
 
 
+def build_normalized_model(config: dict, x_train, y_train, *, key) -> Any:
+    """The configured operator, wrapped in normalizers fitted on the training data if
+    `train.normalize` (the statistics only need the right shape when a trained model is
+    loaded over this one)."""
+    model = build_model(config["model"], x_train.shape[1], y_train.shape[1], key=key)
+    if config["train"]["normalize"]:
+        model = train.Normalized(
+            model,
+            train.UnitGaussianNormalizer.from_data(x_train),
+            train.UnitGaussianNormalizer.from_data(y_train),
+        )
+    return model
+
+
 def build_optimizer(train_cfg: dict, steps_per_epoch: int) -> optax.GradientTransformation:
     """Adam with L2 weight decay (added to the gradient, as in the FNO paper's PyTorch Adam),
     and the configured learning-rate schedule counted in optimizer steps."""
@@ -194,3 +208,39 @@ def count_params(model) -> int:
     """Number of trainable scalars (normalizer statistics excluded)."""
     params = eqx.filter(model, train.trainable_filter(model))
     return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
+
+
+def evaluate_run(
+    run_dir: Path, *, resolution: int | None, n: int, seed: int, progress: bool = True
+) -> dict:
+    """Evaluates a run's best model on fresh data at any resolution (zero-shot super-resolution).
+
+    The test data come from the run's recipe with a different seed, generated (and cached) like
+    training data.
+    """
+    from ._config import load_config
+
+    run_dir = Path(run_dir)
+    config = load_config(run_dir / "config.toml")
+    data_cfg = dict(config["data"])
+    trained_resolution = data_cfg["resolution"]
+    resolution = resolution or trained_resolution
+    data_cfg.update(resolution=resolution, n_train=0, n_test=n, seed=seed, path="")
+    if resolution != trained_resolution:
+        data_cfg["solve_resolution"] = 0  # the recipe's default solve grid for this resolution
+    dataset = obtain_dataset(data_cfg, progress=progress)
+    x, y = dataset.inputs[:n], dataset.outputs[:n]
+
+    # A skeleton of the trained model (normalizer statistics of the trained grid's shape).
+    shape = (x.shape[1], trained_resolution, trained_resolution)
+    dummy = np.zeros((2, *shape), np.float32)
+    like = build_normalized_model(config, dummy, dummy, key=jax.random.key(0))
+    model = eqx.tree_deserialise_leaves(run_dir / "best_model.eqx", like)
+    metrics = train.evaluate(model, (x, y), METRICS, batch_size=config["eval"]["batch_size"])
+    return {
+        "trained_resolution": trained_resolution,
+        "resolution": resolution,
+        "n": n,
+        "seed": seed,
+        **{f"test_{k}": float(v) for k, v in metrics.items()},
+    }

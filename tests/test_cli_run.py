@@ -104,3 +104,10 @@ def test_run_then_resume(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
+
+    # Zero-shot evaluation of the trained model on fresh data at twice the resolution.
+    out = _sciml("eval", str(run_dir), "--resolution", "33", "--n", "3", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    fine = json.loads((run_dir / "eval_s33_seed1000.json").read_text())
+    assert fine["trained_resolution"] == 17 and fine["resolution"] == 33
+    assert 0 < fine["test_relative_l2"] < 1.5

@@ -79,6 +79,8 @@ def _run_cli(argv, capsys):
         (["run"], "CONFIG"),
         (["run", "--resume", "RUNS/none"], "not a run directory"),
         (["frobnicate"], "invalid choice"),
+        (["eval", "RUNS/none"], "not a finished run directory"),
+        (["eval", "RUNS/none", "--n", "-3"], "--n '-3'"),
         (["data", "darcy", "--n", "0", "--resolution", "16", "--out", "OUT"], "--n '0'"),
         (["data", "darcy", "--n", "3", "--resolution", "x", "--out", "OUT"], "--resolution 'x'"),
         (["data", "darcy", "--n", "3", "--resolution", "16", "--out", "EXISTING"], "--force"),
