@@ -1,0 +1,5 @@
+"""Neural operators: models that map functions on a grid to functions on the same grid."""
+
+from ._base import AbstractOperator as AbstractOperator
+from ._fno import FNO as FNO
+from ._spectral import SpectralConv as SpectralConv
