@@ -26,34 +26,29 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _positive_int(name: str):
+def _int_at_least(name: str, minimum: int):
+    """An argparse type: an integer >= minimum, else one line naming the argument."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or value < 1:
+        if value is None or value < minimum:
             raise argparse.ArgumentTypeError(
-                f"{name} {text!r} is invalid: expected an integer >= 1"
+                f"{name} {text!r} is invalid: expected an integer >= {minimum}"
             )
         return value
 
     return parse
+
+
+def _positive_int(name: str):
+    return _int_at_least(name, 1)
 
 
 def _nonnegative_int(name: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < 0:
-            raise argparse.ArgumentTypeError(
-                f"{name} {text!r} is invalid: expected an integer >= 0"
-            )
-        return value
-
-    return parse
+    return _int_at_least(name, 0)
 
 
 def _parser() -> argparse.ArgumentParser:
