@@ -31,3 +31,18 @@ format: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Side-by-side speed benchmark against neuraloperator (PyTorch). The peer lives only in its own
+# venv; torch is pinned first so that nothing pulls a CUDA build in behind it.
+BENCH := .venv-bench
+$(BENCH)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH)
+	$(BENCH)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH)/bin/python -m pip install --quiet torch==2.13.0
+	$(BENCH)/bin/python -m pip install --quiet neuraloperator==2.0.0 "torch==2.13.0"
+	$(BENCH)/bin/python -m pip install --quiet -e .
+	touch $@
+
+bench: $(BENCH)/.installed
+	$(BENCH)/bin/python experiments/bench_fno_speed.py --resolution 85
+	$(BENCH)/bin/python experiments/bench_fno_speed.py --resolution 64
