@@ -135,7 +135,16 @@ METRICS = {"relative_l2": train.relative_l2, "h1": train.h1_loss}
 
 
 def run_experiment(config: dict, run_dir: Path, *, resume: bool = False) -> dict:
-    """Runs a validated config into `run_dir`; returns the final test metrics."""
+    """Runs a validated config into `run_dir`; returns the final test metrics.
+
+    Matrix products run at full float32 precision (no TF32 on GPUs), so results do not depend
+    on the accelerator's default.
+    """
+    with jax.default_matmul_precision("highest"):
+        return _run_experiment(config, run_dir, resume=resume)
+
+
+def _run_experiment(config: dict, run_dir: Path, *, resume: bool) -> dict:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.toml"
