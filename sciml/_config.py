@@ -198,6 +198,11 @@ def _cross_checks(config: dict) -> None:
             "so give 2 modes"
         )
     resolution = data["resolution"]
+    if model["padding"] > resolution:
+        raise ConfigError(
+            f"config key 'model.padding' = {model['padding']} is invalid: allowed at most "
+            f"data.resolution = {resolution} points"
+        )
     for k in model["modes"]:
         if resolution + model["padding"] < 2 * k:
             raise ConfigError(

@@ -76,8 +76,15 @@ def obtain_dataset(data_cfg: dict, *, progress: bool = True) -> sdata.Dataset:
     return dataset
 
 
-def build_model(model_cfg: dict, in_channels: int, out_channels: int, *, key) -> Any:
-    """The operator named by a `[model]` table."""
+def build_model(
+    model_cfg: dict, in_channels: int, out_channels: int, *, resolution: int, key
+) -> Any:
+    """The operator named by a `[model]` table, for data at `resolution` points per axis.
+
+    `model.padding` counts grid points at the training `resolution`; the FNO receives it as a
+    fraction of the grid, so that the padded domain keeps its physical size (and each Fourier
+    mode its wavenumber) when the trained model is evaluated at another resolution.
+    """
     if model_cfg["name"] == "fno":
         return operators.FNO(
             in_channels,
@@ -87,7 +94,7 @@ def build_model(model_cfg: dict, in_channels: int, out_channels: int, *, key) ->
             depth=model_cfg["depth"],
             activation=ACTIVATIONS[model_cfg["activation"]],
             grid_features=model_cfg["grid_features"],
-            padding=model_cfg["padding"],
+            padding=model_cfg["padding"] / resolution,
             projection_channels=model_cfg["projection_channels"],
             key=key,
         )
@@ -98,7 +105,13 @@ def build_normalized_model(config: dict, x_train, y_train, *, key) -> Any:
     """The configured operator, wrapped in normalizers fitted on the training data if
     `train.normalize` (the statistics only need the right shape when a trained model is
     loaded over this one)."""
-    model = build_model(config["model"], x_train.shape[1], y_train.shape[1], key=key)
+    model = build_model(
+        config["model"],
+        x_train.shape[1],
+        y_train.shape[1],
+        resolution=config["data"]["resolution"],
+        key=key,
+    )
     if config["train"]["normalize"]:
         model = train.Normalized(
             model,
@@ -160,13 +173,7 @@ def _run_experiment(config: dict, run_dir: Path, *, resume: bool) -> dict:
     y_test = dataset.outputs[n_train : n_train + n_test]
 
     model_key, train_key = jax.random.split(jax.random.key(config["seed"]))
-    model = build_model(config["model"], x_train.shape[1], y_train.shape[1], key=model_key)
-    if train_cfg["normalize"]:
-        model = train.Normalized(
-            model,
-            train.UnitGaussianNormalizer.from_data(x_train),
-            train.UnitGaussianNormalizer.from_data(y_train),
-        )
+    model = build_normalized_model(config, x_train, y_train, key=model_key)
     steps_per_epoch = math.ceil(n_train / train_cfg["batch_size"])
     optimizer = build_optimizer(train_cfg, steps_per_epoch)
     loss_fn = train.batch_loss(METRICS[train_cfg["loss"]])

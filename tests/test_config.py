@@ -40,6 +40,7 @@ def test_overrides_are_parsed_as_toml_values():
         ({"model": {"modes": [12]}}, ["'model.modes'", "2 modes"]),
         ({"model": {"modes": [50, 50]}}, ["'model.modes'", "at most"]),
         ({"model": "fno"}, ["'model'", "a table"]),
+        ({"model": {"padding": 100}}, ["'model.padding'", "100", "at most"]),
         ({"data": {"resolution": 85, "solve_resolution": 400}}, ["'data.solve_resolution'", "400"]),
         ({"train": {"batch_size": 2000}}, ["'train.batch_size'", "2000", "n_train"]),
         ({"name": "a b"}, ["'name'", "'a b'", "letters"]),

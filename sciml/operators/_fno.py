@@ -141,7 +141,11 @@ class FNO(AbstractOperator):
         - `padding`: zero padding at the end of each spatial axis before the Fourier layers,
             removed afterwards: an int (points), a float in `[0, 1]` (fraction of the input
             size, rounded), or a tuple with one of those per axis. The paper pads Darcy at
-            `s = 85` by 9 points.
+            `s = 85` by 9 points. For a model used at several resolutions give a fraction:
+            a fixed number of points changes the physical size of the padded domain with the
+            grid, and with it the wavenumber of every kept mode (measured on Darcy, trained at
+            s = 64 with 8 points: relative L2 0.090 at s = 127, against 0.011 with the
+            padding scaled to 16 points).
         - `lifting_channels`: if given, lift with a two-layer MLP `in -> lifting_channels ->
             width`; if None (default, as in the paper) with one linear map.
         - `projection_channels`: hidden size of the two-layer projection MLP (128 in the
