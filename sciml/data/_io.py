@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 
 from .._atomic import atomic_path
+from .._progress import progress_bar
 
 FORMAT_NAME = "sciml-dataset"
 FORMAT_VERSION = 1
@@ -127,8 +128,6 @@ def write_dataset(
     """
     from importlib.metadata import version
 
-    from tqdm.auto import tqdm
-
     hasher = _Hasher((*_ARRAYS, "grid"))
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", libver="earliest") as f:
@@ -150,7 +149,7 @@ def write_dataset(
                 ),
             }
             start = 0
-            with tqdm(total=n, desc="samples", unit="sample", disable=not progress) as bar:
+            with progress_bar(total=n, desc="samples", unit="sample", disable=not progress) as bar:
                 for x, y in chunks:
                     x = np.asarray(x, np.float32)
                     y = np.asarray(y, np.float32)

@@ -15,9 +15,9 @@ import jax.tree_util as jtu
 import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
-from tqdm.auto import tqdm
 
 from .._atomic import atomic_path, atomic_write_bytes
+from .._progress import progress_bar
 from ._batching import _batch_indices, _check_arrays, _check_batch_size, _iterate, num_batches
 from ._checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from ._losses import relative_l2
@@ -247,7 +247,7 @@ def fit(
 
     epoch = step // nb
     stop = False
-    bar = tqdm(
+    bar = progress_bar(
         total=total_steps,
         initial=step,
         disable=not progress,
