@@ -12,7 +12,7 @@ from ._spectral import (
     _check_channels,
     _check_dtype,
     _check_modes,
-    min_grid_shape,
+    check_grid,
 )
 
 
@@ -219,12 +219,7 @@ class FNO(AbstractOperator):
         spatial = tuple(x.shape[1:])
         pads = self._pad_widths(spatial)
         padded = tuple(n + p for n, p in zip(spatial, pads, strict=True))
-        minimum = min_grid_shape(self.modes)
-        if any(n < m for n, m in zip(padded, minimum, strict=True)):
-            raise ValueError(
-                f"`FNO` with `modes={self.modes}` needs a (padded) grid of at least {minimum} "
-                f"points, but got spatial shape {spatial} (padded: {padded})."
-            )
+        check_grid("FNO", self.modes, spatial, padded)
 
         # Everything below works channels-last, `(*spatial, channels)`: every pointwise layer
         # is then one matrix product over all grid points (see `_Pointwise`).

@@ -59,6 +59,20 @@ def min_grid_shape(modes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(2 * m for m in modes[:-1]) + (max(1, 2 * modes[-1] - 2),)
 
 
+def check_grid(
+    cls_name: str, modes: tuple[int, ...], spatial: tuple[int, ...], padded=None
+) -> None:
+    """Raises a `ValueError` naming `cls_name` if the (padded) grid cannot hold `modes`."""
+    padded = spatial if padded is None else padded
+    minimum = min_grid_shape(modes)
+    if any(n < m for n, m in zip(padded, minimum, strict=True)):
+        where = "" if padded == spatial else f" (padded: {padded})"
+        raise ValueError(
+            f"`{cls_name}` with `modes={modes}` needs a grid of at least {minimum} points"
+            f"{' after padding' if where else ''}, but got spatial shape {spatial}{where}."
+        )
+
+
 def _phase(freqs: np.ndarray, n: int) -> np.ndarray:
     """`2 pi f j / n` for the frequencies `f` (rows) and grid points `j = 0..n-1` (columns),
     reduced modulo `n` in integers first so that the angles are exact for any `n`."""
@@ -213,13 +227,7 @@ class SpectralConv(AbstractOperator):
                 f"`SpectralConv` expects an input of shape (in_channels={self.in_channels}, "
                 f"*spatial) with {d} spatial dims, but got shape {x.shape}."
             )
-        spatial = tuple(x.shape[1:])
-        minimum = min_grid_shape(self.modes)
-        if any(n < m for n, m in zip(spatial, minimum, strict=True)):
-            raise ValueError(
-                f"`SpectralConv` with `modes={self.modes}` needs a grid of at least {minimum} "
-                f"points, but got spatial shape {spatial}."
-            )
+        check_grid("SpectralConv", self.modes, tuple(x.shape[1:]))
         x = jnp.moveaxis(x, 0, -1)
         return jnp.moveaxis(self._channels_last(x), -1, 0)
 
