@@ -17,6 +17,16 @@ def _safe_sqrt(x: Array) -> Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1)), 0)
 
 
+def _same_shape(fn_name: str, pred, target) -> tuple[Array, Array]:
+    pred, target = jnp.asarray(pred), jnp.asarray(target)
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"`{fn_name}` needs `pred` and `target` of the same shape, got {pred.shape} and "
+            f"{target.shape}."
+        )
+    return pred, target
+
+
 def relative_l2(pred: Float[Array, "*shape"], target: Float[Array, "*shape"]) -> Float[Array, ""]:
     """Relative L2 error of ONE sample, `||pred - target|| / ||target||`.
 
@@ -32,13 +42,7 @@ def relative_l2(pred: Float[Array, "*shape"], target: Float[Array, "*shape"]) ->
 
     A scalar. Its gradient is finite (zero) at `pred == target`.
     """
-    pred = jnp.asarray(pred)
-    target = jnp.asarray(target)
-    if pred.shape != target.shape:
-        raise ValueError(
-            f"`relative_l2` needs `pred` and `target` of the same shape, got {pred.shape} and "
-            f"{target.shape}."
-        )
+    pred, target = _same_shape("relative_l2", pred, target)
     return _safe_sqrt(jnp.sum((pred - target) ** 2)) / jnp.sqrt(jnp.sum(target**2))
 
 
@@ -109,13 +113,7 @@ def h1_loss(
 
     A scalar.
     """
-    pred = jnp.asarray(pred)
-    target = jnp.asarray(target)
-    if pred.shape != target.shape:
-        raise ValueError(
-            f"`h1_loss` needs `pred` and `target` of the same shape, got {pred.shape} and "
-            f"{target.shape}."
-        )
+    pred, target = _same_shape("h1_loss", pred, target)
     if pred.ndim < 2:
         raise ValueError(
             f"`h1_loss` needs arrays of shape (channels, *spatial) with at least one spatial "
