@@ -467,9 +467,33 @@ def test_fit_outputs_and_best_model(tmp_path, fit_problem):
         )
 
 
+def test_fit_eval_every_evaluates_every_kth_and_the_last_epoch(tmp_path, fit_problem):
+    model, loss_fn, optimizer, (x, y) = fit_problem
+    best, history = st.fit(
+        model,
+        loss_fn,
+        (x, y),
+        optimizer=optimizer,
+        epochs=5,
+        batch_size=8,
+        key=jax.random.key(0),
+        eval_data=(x[:10], y[:10]),
+        eval_every=2,
+        run_dir=tmp_path,
+        progress=False,
+    )
+    evaluated = [r["epoch"] for r in history if "eval_relative_l2" in r]
+    assert evaluated == [1, 3, 4]
+    scores = {r["epoch"]: r["eval_relative_l2"] for r in history if "eval_relative_l2" in r}
+    value = st.evaluate(best, (x[:10], y[:10]), {"e": st.relative_l2}, batch_size=8)["e"]
+    assert value == pytest.approx(min(scores.values()), rel=1e-12)
+    assert (tmp_path / "plots" / "loss.png").read_bytes()[:8] == PNG_MAGIC
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
+        (dict(epochs=1, eval_every=0), "`eval_every`"),
         (dict(epochs=1, steps=1), "exactly one of `epochs` and `steps`"),
         (dict(), "exactly one of `epochs` and `steps`"),
         (dict(epochs=0), "`epochs` must be a positive integer, got 0"),
@@ -527,3 +551,23 @@ def test_normalizer_resamples_statistics_to_another_grid():
     assert jnp.allclose(normalizer.decode(normalizer.encode(x)), x, atol=1e-12)
     with pytest.raises(ValueError, match="cannot normalise shape"):
         normalizer.encode(jnp.ones((2, 17, 17)))
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_h1_periodic_converges_at_second_order(d):
+    # u = prod_i sin(2 pi x_i) on [0, 1)^d: ||u||^2 = 2^-d, ||grad u||^2 = d (2 pi)^2 2^-d.
+    exact = math.sqrt(2.0**-d * (1 + d * (2 * math.pi) ** 2))
+    errors = []
+    for n in (16, 32, 64):
+        x = np.arange(n) / n
+        u = np.ones(())
+        for _ in range(d):
+            u = u[..., None] * np.sin(2 * np.pi * x)
+        value = st.h1_loss(
+            jnp.asarray(u)[None], jnp.zeros((1, *u.shape)), periodic=True, relative=False
+        )
+        errors.append(abs(float(value) - exact))
+    orders = [math.log2(a / b) for a, b in zip(errors[:-1], errors[1:], strict=True)]
+    assert all(1.9 < p < 2.1 for p in orders), orders
+    with pytest.raises(ValueError, match="periodic"):
+        st.h1_loss(jnp.ones((1, 8, 8)), jnp.ones((1, 8, 8)), periodic=(True,))

@@ -83,6 +83,7 @@ def fit(
     batch_size: int = 20,
     eval_data: tuple[Any, Any] | None = None,
     eval_metrics: Mapping[str, Callable[[Array, Array], Array]] | None = None,
+    eval_every: int = 1,
     key: PRNGKeyArray,
     run_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
@@ -142,6 +143,8 @@ def fit(
     - `eval_data`: optional `(inputs, targets)` evaluated after each epoch.
     - `eval_metrics`: per-sample metrics by name; default `{"relative_l2": relative_l2}`
         when `eval_data` is given. The first one selects the best model.
+    - `eval_every`: evaluate every `eval_every` epochs (and after the last one); records of
+        the other epochs have no `eval_*` entries. For runs of many short epochs.
     - `key`: PRNG key for the shuffling (typed or raw).
     - `run_dir`: directory for metrics, checkpoints and plots; `None` writes nothing. It
         must not already hold a run unless `resume=True`.
@@ -195,6 +198,7 @@ def fit(
     elif eval_metrics is not None:
         raise ValueError("`eval_metrics` was given without `eval_data`; pass both or neither.")
     checkpoint_every = _positive_int("checkpoint_every", checkpoint_every)
+    eval_every = _positive_int("eval_every", eval_every)
     keep_checkpoints = _positive_int("keep_checkpoints", keep_checkpoints)
     if resume and run_dir is None:
         raise ValueError("`resume=True` needs a `run_dir` to resume from, got run_dir=None.")
@@ -281,7 +285,7 @@ def fit(
                 "step": step,
                 "train_loss": float(loss_sum) / count,
             }
-            if eval_data is not None:
+            if eval_data is not None and ((epoch + 1) % eval_every == 0 or step >= total_steps):
                 scores = evaluate(model, eval_data, eval_metrics, batch_size=batch_size)
                 record.update({f"eval_{name}": value for name, value in scores.items()})
                 if scores[first_metric] < best_metric:
@@ -298,7 +302,7 @@ def fit(
             if callback is not None:
                 stop = bool(callback(model, record))
             postfix = {"loss": f"{record['train_loss']:.3e}"}
-            if first_metric is not None:
+            if f"eval_{first_metric}" in record:
                 postfix[first_metric] = f"{record[f'eval_{first_metric}']:.3e}"
             bar.set_postfix(postfix, refresh=False)
             epoch += 1

@@ -60,15 +60,25 @@ def _gradient(f: Array, axis: int, h: float) -> Array:
     return jnp.concatenate([first, interior, last], axis=axis)
 
 
-def _trapezoid_weights(shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
-    """Tensor-product trapezoid-rule weights on a node grid (weights h/2 on the end nodes).
+def _periodic_gradient(f: Array, axis: int, h: float) -> Array:
+    """Second-order central difference along a periodic `axis` (the grid wraps around)."""
+    return (jnp.roll(f, -1, axis=axis) - jnp.roll(f, 1, axis=axis)) / (2 * h)
+
+
+def _trapezoid_weights(
+    shape: Sequence[int], spacing: Sequence[float], periodic: Sequence[bool]
+) -> np.ndarray:
+    """Tensor-product trapezoid-rule weights: h/2 on the end nodes of a node-grid axis, h
+    everywhere on a periodic axis (where the trapezoid rule is the rectangle rule, spectrally
+    accurate for smooth periodic functions).
 
     Built with NumPy: the shapes are static, so this is a compile-time constant.
     """
     weights = np.ones(())
-    for n, h in zip(shape, spacing, strict=True):
+    for n, h, wrap in zip(shape, spacing, periodic, strict=True):
         w = np.full((n,), h)
-        w[0] = w[-1] = h / 2
+        if not wrap:
+            w[0] = w[-1] = h / 2
         weights = weights[..., None] * w
     return weights
 
@@ -78,6 +88,7 @@ def h1_loss(
     target: Float[Array, " channels *spatial"],
     *,
     spacing: float | Sequence[float] | None = None,
+    periodic: bool | Sequence[bool] = False,
     relative: bool = True,
 ) -> Float[Array, ""]:
     """(Relative) H1 error of ONE sample, channels first.
@@ -96,9 +107,11 @@ def h1_loss(
     ends, like `numpy.gradient(..., edge_order=2)`), and the integrals use the trapezoid rule,
     so for smooth fields the discrete norms converge to the continuous ones at second order.
     The default `spacing` is `1 / (n - 1)` along an axis with `n` points, i.e. the unit
-    domain `[0, 1]^d`. On a periodic grid of `n` points of `[0, 1)` pass `spacing=1 / n`;
-    the result is then still a consistent approximation, but the end-point treatment
-    (one-sided differences, halved end weights) does not exploit the periodicity.
+    domain `[0, 1]^d`.
+
+    On a periodic axis (`periodic=True`: the grid `x_j = j / n` of `[0, 1)`, as in the
+    Burgers and Navier-Stokes data) the derivative is the central difference that wraps
+    around and the integral the rectangle rule; the default spacing there is `1 / n`.
 
     **Arguments:**
 
@@ -107,6 +120,7 @@ def h1_loss(
     - `target`: reference of the same shape.
     - `spacing`: grid spacing; `None` (unit domain, see above), one float for all axes, or
         one float per spatial axis.
+    - `periodic`: whether the axes are periodic; one bool for all axes or one per axis.
     - `relative`: divide by the H1 norm of `target` (default) or return the absolute error.
 
     **Returns:**
@@ -125,8 +139,19 @@ def h1_loss(
             f"`h1_loss` needs at least 3 points along every spatial axis for second-order "
             f"differences, got spatial shape {spatial}."
         )
+    if isinstance(periodic, bool):
+        wraps = (periodic,) * len(spatial)
+    else:
+        wraps = tuple(bool(p) for p in periodic)
+        if len(wraps) != len(spatial):
+            raise ValueError(
+                f"`h1_loss` got `periodic` with {len(wraps)} entries for {len(spatial)} spatial "
+                "axes; pass one bool or one per spatial axis."
+            )
     if spacing is None:
-        hs = tuple(1.0 / (n - 1) for n in spatial)
+        hs = tuple(
+            1.0 / n if wrap else 1.0 / (n - 1) for n, wrap in zip(spatial, wraps, strict=True)
+        )
     elif isinstance(spacing, int | float):
         hs = (float(spacing),) * len(spatial)
     else:
@@ -138,12 +163,13 @@ def h1_loss(
             )
     if any(h <= 0 for h in hs):
         raise ValueError(f"`h1_loss` needs a positive `spacing`, got {spacing}.")
-    weights = jnp.asarray(_trapezoid_weights(spatial, hs), dtype=pred.dtype)
+    weights = jnp.asarray(_trapezoid_weights(spatial, hs, wraps), dtype=pred.dtype)
 
     def squared_h1(u: Array) -> Array:
         total = jnp.sum(weights * u**2)
-        for axis, h in enumerate(hs, start=1):
-            total = total + jnp.sum(weights * _gradient(u, axis, h) ** 2)
+        for axis, (h, wrap) in enumerate(zip(hs, wraps, strict=True), start=1):
+            derivative = _periodic_gradient if wrap else _gradient
+            total = total + jnp.sum(weights * derivative(u, axis, h) ** 2)
         return total
 
     error = _safe_sqrt(squared_h1(pred - target))

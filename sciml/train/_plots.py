@@ -39,16 +39,22 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) 
     if len(history) == 0:
         raise ValueError("`history` must contain at least one record, got an empty sequence.")
     epochs = [record.get("epoch", i) for i, record in enumerate(history)]
-    names = [k for k in history[0] if k == "train_loss" or k.startswith("eval_")]
+    names = list(
+        dict.fromkeys(
+            k for record in history for k in record if k == "train_loss" or k.startswith("eval_")
+        )
+    )
     fig = Figure(figsize=(6, 4), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     all_positive = True
     for name in names:
         values = np.array([record.get(name, np.nan) for record in history], dtype=float)
-        finite = values[np.isfinite(values)]
-        all_positive &= bool(np.all(finite > 0))
-        ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, label=name)
+        # Metrics evaluated only every few epochs are drawn through their evaluated points.
+        keep = np.isfinite(values)
+        all_positive &= bool(np.all(values[keep] > 0))
+        x = np.asarray(epochs)[keep]
+        ax.plot(x, values[keep], marker="o" if len(x) < 30 else None, label=name)
     if all_positive:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
