@@ -38,11 +38,7 @@ def darcy_resolutions(resolution: int, solve_resolution: int | None = None) -> t
     `(solve_resolution, r)` with `solve_resolution - 1 = r * (resolution - 1)`, so that every
     `r`-th node of the solve grid is a node of the sample grid.
     """
-    if isinstance(resolution, bool) or not isinstance(resolution, int | np.integer):
-        raise ValueError(f"`resolution` must be an int >= 3, got {resolution!r}.")
-    if resolution < 3:
-        raise ValueError(f"`resolution` must be an int >= 3, got {resolution!r}.")
-    resolution = int(resolution)
+    resolution = _check_int("resolution", resolution, 3)
     if solve_resolution is None:
         stride = max(1, math.ceil((DARCY_MIN_SOLVE_RESOLUTION - 1) / (resolution - 1)))
         return (resolution - 1) * stride + 1, stride
@@ -128,6 +124,13 @@ def _darcy_chunk(keys, resolution, solve_resolution, zero_mean, dtype, batched):
     return jax.lax.map(sample, keys)
 
 
+def _check_int(name: str, value, minimum: int = 1) -> int:
+    """`value` as an int, or a one-line error naming the argument: ints >= `minimum` only."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}.")
+    return int(value)
+
+
 def _check_dtype(dtype) -> str:
     try:
         dt = np.dtype(dtype)
@@ -175,12 +178,8 @@ def generate_darcy(
     `(c, resolution, resolution)` with `c = chunk_size` except possibly for the last chunk.
     Arguments are checked at once, the samples are computed lazily.
     """
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"`n` must be an int >= 1, got {n!r}.")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
-        raise ValueError(f"`chunk_size` must be an int >= 1, got {chunk_size!r}.")
-    if chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be an int >= 1, got {chunk_size!r}.")
+    n = _check_int("n", n)
+    chunk_size = _check_int("chunk_size", chunk_size)
     solve_resolution, _ = darcy_resolutions(resolution, solve_resolution)
     dtype = _check_dtype(dtype)
     keys = jax.random.split(key, int(n))
