@@ -8,6 +8,11 @@ from ._io import Dataset as Dataset
 from ._io import DatasetError as DatasetError
 from ._io import load_dataset as load_dataset
 from ._io import write_dataset as write_dataset
+from ._navier_stokes import generate_navier_stokes as generate_navier_stokes
+from ._navier_stokes import navier_stokes_recipe_info as navier_stokes_recipe_info
+from ._navier_stokes import navier_stokes_recipe_sample as navier_stokes_recipe_sample
+from ._navier_stokes import navier_stokes_resolutions as navier_stokes_resolutions
+from ._navier_stokes import navier_stokes_solve as navier_stokes_solve
 from ._recipes import darcy_recipe_info as darcy_recipe_info
 from ._recipes import darcy_recipe_sample as darcy_recipe_sample
 from ._recipes import generate_darcy as generate_darcy
