@@ -1,6 +1,11 @@
 """Data: Gaussian random fields, differentiable PDE solvers, the papers' dataset recipes, and the
 on-disk dataset format."""
 
+from ._burgers import ETDRK4 as ETDRK4
+from ._burgers import burgers_recipe_info as burgers_recipe_info
+from ._burgers import burgers_recipe_sample as burgers_recipe_sample
+from ._burgers import burgers_solve as burgers_solve
+from ._burgers import generate_burgers as generate_burgers
 from ._darcy import darcy_solve as darcy_solve
 from ._generate import make_dataset as make_dataset
 from ._grf import grf as grf
