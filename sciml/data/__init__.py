@@ -7,6 +7,8 @@ from ._burgers import burgers_recipe_sample as burgers_recipe_sample
 from ._burgers import burgers_solve as burgers_solve
 from ._burgers import generate_burgers as generate_burgers
 from ._darcy import darcy_solve as darcy_solve
+from ._deeponet_data import DeepONetData as DeepONetData
+from ._deeponet_data import to_deeponet as to_deeponet
 from ._generate import make_dataset as make_dataset
 from ._grf import grf as grf
 from ._io import Dataset as Dataset
