@@ -1,6 +1,10 @@
 """Data: Gaussian random fields, differentiable PDE solvers, the papers' dataset recipes, and the
 on-disk dataset format."""
 
+from ._antiderivative import antiderivative_recipe_info as antiderivative_recipe_info
+from ._antiderivative import antiderivative_recipe_sample as antiderivative_recipe_sample
+from ._antiderivative import generate_antiderivative as generate_antiderivative
+from ._antiderivative import sample_gp_antiderivative as sample_gp_antiderivative
 from ._burgers import ETDRK4 as ETDRK4
 from ._burgers import burgers_recipe_info as burgers_recipe_info
 from ._burgers import burgers_recipe_sample as burgers_recipe_sample
