@@ -47,6 +47,21 @@ def _positive_int(name: str):
     return _int_at_least(name, 1)
 
 
+def _positive_float(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value > 0 and value < float("inf")):
+            raise argparse.ArgumentTypeError(
+                f"{name} {text!r} is invalid: expected a positive number"
+            )
+        return value
+
+    return parse
+
+
 def _nonnegative_int(name: str):
     return _int_at_least(name, 0)
 
@@ -89,30 +104,55 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     data = sub.add_parser("data", help="generate a dataset file from a recipe")
-    data.add_argument("recipe", choices=["darcy"], help="dataset recipe")
+    data.add_argument(
+        "recipe",
+        choices=["darcy", "burgers", "navier_stokes", "antiderivative"],
+        help="dataset recipe",
+    )
     data.add_argument("--n", type=_positive_int("--n"), required=True, help="number of samples")
     data.add_argument(
         "--resolution",
         type=_positive_int("--resolution"),
         required=True,
-        help="grid points per axis",
+        help="grid points per axis (antiderivative: sensor points)",
     )
     data.add_argument("--seed", type=_nonnegative_int("--seed"), default=0)
     data.add_argument("--out", required=True, help="output .h5 file")
-    data.add_argument(
+    data.add_argument("--chunk-size", type=_positive_int("--chunk-size"), default=None)
+    data.add_argument("--force", action="store_true", help="replace an existing --out file")
+    data.add_argument("--no-progress", action="store_true")
+    options = data.add_argument_group("recipe options (default: the recipe's own)")
+    options.add_argument(
         "--solve-resolution",
         type=_positive_int("--solve-resolution"),
         default=None,
-        help="grid of the reference solve (default: the recipe's)",
+        help="grid of the reference solve (darcy, burgers, navier_stokes)",
     )
-    data.add_argument("--chunk-size", type=_positive_int("--chunk-size"), default=16)
-    data.add_argument(
+    options.add_argument(
         "--zero-mean",
         action="store_true",
-        help="drop the constant mode of the coefficient field (as the FNO MATLAB generator)",
+        default=None,
+        help="darcy: drop the constant mode of the coefficient field (FNO MATLAB generator)",
     )
-    data.add_argument("--force", action="store_true", help="replace an existing --out file")
-    data.add_argument("--no-progress", action="store_true")
+    options.add_argument(
+        "--nu", type=_positive_float("--nu"), help="viscosity (burgers, navier_stokes)"
+    )
+    options.add_argument(
+        "--t-final", type=_positive_float("--t-final"), help="final time (burgers, navier_stokes)"
+    )
+    options.add_argument(
+        "--dt", type=_positive_float("--dt"), help="time step (burgers, navier_stokes)"
+    )
+    options.add_argument(
+        "--record-steps",
+        type=_positive_int("--record-steps"),
+        help="navier_stokes: recorded frames",
+    )
+    options.add_argument(
+        "--length-scale",
+        type=_positive_float("--length-scale"),
+        help="antiderivative: length scale of the input Gaussian process",
+    )
     return parser
 
 
@@ -193,26 +233,52 @@ def _cmd_data(args) -> int:
         )
     if out.exists() and out.is_dir():
         raise UsageError(f"sciml data: --out {str(out)!r} is a directory; give a file path")
-    res, solve = args.resolution, args.solve_resolution
-    if res < 3:
-        raise UsageError(f"sciml data: --resolution {res} is invalid: expected >= 3")
-    if solve is not None and (solve < res or (solve - 1) % (res - 1)):
-        raise UsageError(
-            f"sciml data: --solve-resolution {solve} is invalid: (solve_resolution - 1) must "
-            f"be a multiple of (resolution - 1) = {res - 1}"
-        )
     from .data import make_dataset
+    from .data._generate import get_recipe
+
+    recipe = get_recipe(args.recipe)
+    options = {}
+    for name in (
+        "solve_resolution",
+        "zero_mean",
+        "nu",
+        "t_final",
+        "dt",
+        "record_steps",
+        "length_scale",
+    ):
+        value = getattr(args, name)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name not in recipe.options:
+            allowed = ", ".join("--" + o.replace("_", "-") for o in recipe.options)
+            raise UsageError(
+                f"sciml data: {flag} does not apply to the {recipe.name} recipe; its options: "
+                f"{allowed}"
+            )
+        options[name] = value
+    try:
+        recipe.info(args.resolution, **options)
+    except ValueError as e:
+        # The recipe's message names its argument in backticks; report it as the flag.
+        message = str(e)
+        values = {"resolution": args.resolution, **options}
+        named = [k for k in values if f"`{k}`" in message] or ["resolution"]
+        flag = "--" + named[0].replace("_", "-")
+        raise UsageError(
+            f"sciml data {recipe.name}: {flag} {values[named[0]]} is invalid: {message}"
+        ) from None
 
     checksum = make_dataset(
-        args.recipe,
+        recipe.name,
         out,
         n=args.n,
-        resolution=res,
+        resolution=args.resolution,
         seed=args.seed,
-        solve_resolution=solve,
         chunk_size=args.chunk_size,
-        zero_mean=args.zero_mean,
         progress=not args.no_progress,
+        **options,
     )
     print(f"wrote {args.n} samples to {out} (sha256 {checksum})")
     return 0

@@ -59,7 +59,12 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
     ),
     "seed": Option(int, 0, check=_nonnegative, allowed=">= 0", help="PRNG seed for training"),
     "data": {
-        "recipe": Option(str, "darcy", choices=("darcy",), help="dataset recipe"),
+        "recipe": Option(
+            str,
+            "darcy",
+            choices=("darcy", "burgers", "navier_stokes", "antiderivative"),
+            help="dataset recipe",
+        ),
         "resolution": Option(
             int,
             85,
@@ -80,11 +85,31 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
         "zero_mean": Option(
             bool, False, help="drop the constant mode of the coefficient field (FNO code)"
         ),
+        "nu": Option(float, 0.0, check=_nonnegative, allowed=">= 0 (0: the recipe's default)"),
+        "t_final": Option(float, 0.0, check=_nonnegative, allowed=">= 0 (0: the recipe's default)"),
+        "dt": Option(float, 0.0, check=_nonnegative, allowed=">= 0 (0: the recipe's default)"),
+        "record_steps": Option(
+            int, 0, check=_nonnegative, allowed=">= 0 (0: the recipe's default)"
+        ),
+        "length_scale": Option(
+            float, 0.0, check=_nonnegative, allowed=">= 0 (0: the recipe's default)"
+        ),
         "path": Option(str, "", help="dataset file; generated (and cached) when empty"),
         "cache_dir": Option(str, "data", help="where generated datasets are cached"),
     },
+    "task": {
+        "kind": Option(
+            str,
+            "direct",
+            choices=("direct", "rollout", "space_time"),
+            help="direct: inputs -> outputs; rollout / space_time: trajectory frames t_in -> "
+            "t_out autoregressively (FNO-2D) or as one space-time block (FNO-3D)",
+        ),
+        "t_in": Option(int, 10, check=_positive, allowed=">= 1", help="input frames"),
+        "t_out": Option(int, 40, check=_positive, allowed=">= 1", help="predicted frames"),
+    },
     "model": {
-        "name": Option(str, "fno", choices=("fno",)),
+        "name": Option(str, "fno", choices=("fno", "mgno", "deeponet")),
         "modes": Option(
             list,
             [12, 12],
@@ -104,13 +129,53 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
             help="zero padding per spatial axis for non-periodic domains",
         ),
         "projection_channels": Option(int, 128, check=_positive, allowed=">= 1"),
+        "channels": Option(
+            list,
+            [24],
+            item_type=int,
+            check=lambda c: len(c) >= 1 and all(k >= 1 for k in c),
+            allowed="one positive integer, or one per level",
+            help="MgNO channels (per level)",
+        ),
+        "levels": Option(int, 5, check=_positive, allowed=">= 1", help="MgNO grids"),
+        "smoothing_steps": Option(int, 1, check=_positive, allowed=">= 1"),
+        "boundary": Option(
+            str,
+            "",
+            choices=("", "zeros", "circular", "reflect"),
+            help="MgNO convolution padding; empty: the recipe's (zeros for darcy, circular for "
+            "periodic data)",
+        ),
+        "branch_widths": Option(
+            list,
+            [128, 128],
+            item_type=int,
+            check=lambda w: all(k >= 1 for k in w),
+            allowed="positive integers",
+        ),
+        "trunk_widths": Option(
+            list,
+            [128, 128],
+            item_type=int,
+            check=lambda w: all(k >= 1 for k in w),
+            allowed="positive integers",
+        ),
+        "basis": Option(int, 128, check=_positive, allowed=">= 1", help="DeepONet basis size"),
+        "sensors": Option(
+            int,
+            0,
+            check=_nonnegative,
+            allowed=">= 0 (0: every grid point)",
+            help="DeepONet sensors per axis",
+        ),
+        "stacked": Option(bool, False, help="DeepONet: one branch net per basis function"),
     },
     "train": {
         "epochs": Option(int, 500, check=_positive, allowed=">= 1"),
         "batch_size": Option(int, 20, check=_positive, allowed=">= 1"),
         "learning_rate": Option(float, 1e-3, check=lambda x: 0 < x < 1, allowed="0 < lr < 1"),
         "weight_decay": Option(float, 1e-4, check=_nonnegative, allowed=">= 0"),
-        "schedule": Option(str, "step", choices=("step", "cosine", "constant")),
+        "schedule": Option(str, "step", choices=("step", "cosine", "onecycle", "constant")),
         "step_size": Option(
             int,
             100,
@@ -122,6 +187,7 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
         "loss": Option(str, "relative_l2", choices=("relative_l2", "h1")),
         "normalize": Option(bool, True, help="unit-Gaussian normalisation of inputs and outputs"),
         "checkpoint_every": Option(int, 1, check=_positive, allowed=">= 1", help="epochs"),
+        "eval_every": Option(int, 1, check=_positive, allowed=">= 1", help="epochs"),
         "keep_checkpoints": Option(int, 3, check=_positive, allowed=">= 1"),
         "progress": Option(bool, True),
     },
@@ -190,36 +256,184 @@ def _validate(raw: dict, schema: dict, prefix: str = "") -> dict:
     return out
 
 
-def _cross_checks(config: dict) -> None:
-    data, model = config["data"], config["model"]
-    if len(model["modes"]) != 2 and data["recipe"] == "darcy":
-        raise ConfigError(
-            f"config key 'model.modes' = {model['modes']!r} is invalid: the darcy recipe is 2-D, "
-            "so give 2 modes"
-        )
-    resolution = data["resolution"]
-    if model["padding"] > resolution:
-        raise ConfigError(
-            f"config key 'model.padding' = {model['padding']} is invalid: allowed at most "
-            f"data.resolution = {resolution} points"
-        )
-    for k in model["modes"]:
-        if resolution + model["padding"] < 2 * k:
+# Keys that only mean something for some recipes / models / tasks; setting one elsewhere is an
+# error rather than silently ignored.
+_RECIPE_KEYS = {
+    "darcy": ("solve_resolution", "zero_mean"),
+    "burgers": ("solve_resolution", "nu", "t_final", "dt"),
+    "navier_stokes": ("solve_resolution", "nu", "t_final", "dt", "record_steps"),
+    "antiderivative": ("length_scale",),
+}
+_MODEL_KEYS = {
+    "fno": (
+        "modes",
+        "width",
+        "depth",
+        "activation",
+        "grid_features",
+        "padding",
+        "projection_channels",
+    ),
+    "mgno": ("channels", "levels", "depth", "activation", "smoothing_steps", "boundary"),
+    "deeponet": ("branch_widths", "trunk_widths", "basis", "activation", "sensors", "stacked"),
+}
+_SPATIAL_DIMS = {"darcy": 2, "burgers": 1, "navier_stokes": 2, "antiderivative": 1}
+
+
+def _fail(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"config key '{key}' = {value!r} is invalid: {allowed}")
+
+
+def _check_applicable(raw: dict, config: dict) -> None:
+    # A key left at its default is harmless (a resolved config, as stored in a run directory,
+    # holds every key); one set to anything else where it does not apply is an error.
+    def changed(section: str, key: str) -> bool:
+        return config[section][key] != SCHEMA[section][key].default
+
+    recipe, model = config["data"]["recipe"], config["model"]["name"]
+    recipe_keys = {k for keys in _RECIPE_KEYS.values() for k in keys}
+    for key in raw.get("data", {}):
+        if key in recipe_keys and key not in _RECIPE_KEYS[recipe] and changed("data", key):
             raise ConfigError(
-                f"config key 'model.modes' = {model['modes']!r} is invalid: a grid of "
-                f"{resolution} points (+{model['padding']} padding) resolves at most "
-                f"{(resolution + model['padding']) // 2} modes per axis"
+                f"config key 'data.{key}' does not apply to data.recipe = {recipe!r}; its "
+                f"options are: {', '.join(_RECIPE_KEYS[recipe])}"
             )
-    solve = data["solve_resolution"]
-    if solve and (solve < resolution or (solve - 1) % (resolution - 1)):
+    for key in raw.get("model", {}):
+        if key != "name" and key not in _MODEL_KEYS[model] and changed("model", key):
+            raise ConfigError(
+                f"config key 'model.{key}' does not apply to model.name = {model!r}; its "
+                f"options are: {', '.join(_MODEL_KEYS[model])}"
+            )
+    if recipe != "navier_stokes":
+        for key in raw.get("task", {}):
+            if key != "kind" and changed("task", key):
+                raise ConfigError(
+                    f"config key 'task.{key}' only applies to trajectory data "
+                    f"(data.recipe = 'navier_stokes'), not to {recipe!r}"
+                )
+
+
+def _check_recipe(config: dict) -> None:
+    from .data._generate import get_recipe
+
+    data = config["data"]
+    options = {k: data[k] for k in _RECIPE_KEYS[data["recipe"]] if k != "zero_mean" and data[k]}
+    if data["recipe"] == "darcy":
+        options["zero_mean"] = data["zero_mean"]
+    try:
+        get_recipe(data["recipe"]).info(data["resolution"], **options)
+    except ValueError as e:
+        # The recipe's message names its argument in backticks; report it as the config key.
+        message = str(e)
+        named = [k for k in ("resolution", *options) if f"`{k}`" in message]
+        key = named[0] if named else "resolution"
         raise ConfigError(
-            f"config key 'data.solve_resolution' = {solve} is invalid: allowed 0 or a value "
-            f"with (solve_resolution - 1) a multiple of (resolution - 1) = {resolution - 1}"
+            f"config key 'data.{key}' = {data[key]!r} is invalid for data.recipe = "
+            f"{data['recipe']!r}: {message}"
+        ) from None
+
+
+def _check_task(config: dict) -> int:
+    """Checks the task against the data; returns the spatial dims the model works in."""
+    data, task, model = config["data"], config["task"], config["model"]
+    dims = _SPATIAL_DIMS[data["recipe"]]
+    kind = task["kind"]
+    if kind != "direct" and data["recipe"] != "navier_stokes":
+        raise _fail(
+            "task.kind",
+            kind,
+            "allowed for this recipe: 'direct' (rollout and "
+            "space_time need trajectory data, data.recipe = 'navier_stokes')",
         )
-    if config["train"]["batch_size"] > data["n_train"]:
-        raise ConfigError(
-            f"config key 'train.batch_size' = {config['train']['batch_size']} is invalid: "
-            f"allowed at most data.n_train = {data['n_train']}"
+    if data["recipe"] == "navier_stokes":
+        frames = data["record_steps"] or 50
+        if task["t_in"] + task["t_out"] > frames:
+            raise _fail(
+                "task.t_out",
+                task["t_out"],
+                f"task.t_in + task.t_out must be at most the {frames} recorded frames "
+                "(data.record_steps)",
+            )
+    if kind == "space_time":
+        if model["name"] != "fno":
+            raise _fail("task.kind", kind, "space_time needs model.name = 'fno' (FNO-3D)")
+        dims += 1
+    if kind == "rollout" and config["train"]["normalize"]:
+        raise _fail(
+            "train.normalize",
+            True,
+            "task.kind = 'rollout' feeds predictions back as inputs, so set train.normalize = "
+            "false (pointwise statistics of inputs and outputs differ)",
+        )
+    return dims
+
+
+def _check_model(config: dict, dims: int) -> None:
+    data, model = config["data"], config["model"]
+    resolution = data["resolution"]
+    if model["name"] == "fno":
+        if len(model["modes"]) != dims:
+            raise _fail(
+                "model.modes",
+                model["modes"],
+                f"give {dims} modes, one per axis of the model's input (data.recipe = "
+                f"{data['recipe']!r}, task.kind = {config['task']['kind']!r})",
+            )
+        if model["padding"] > resolution:
+            raise _fail(
+                "model.padding", model["padding"], f"allowed at most data.resolution = {resolution}"
+            )
+        for k in model["modes"][: _SPATIAL_DIMS[data["recipe"]]]:
+            if resolution + model["padding"] < 2 * k:
+                raise _fail(
+                    "model.modes",
+                    model["modes"],
+                    f"a grid of {resolution} points (+{model['padding']} padding) resolves at "
+                    f"most {(resolution + model['padding']) // 2} modes per axis",
+                )
+    elif model["name"] == "mgno":
+        levels = model["levels"]
+        if len(model["channels"]) not in (1, levels):
+            raise _fail(
+                "model.channels",
+                model["channels"],
+                f"give one entry, or one per level (model.levels = {levels})",
+            )
+        divisor = 2 ** (levels - 1)
+        if resolution % divisor:
+            raise _fail(
+                "data.resolution",
+                resolution,
+                f"MgNO with model.levels = {levels} needs a resolution divisible by {divisor}",
+            )
+    elif model["sensors"]:
+        from .data._generate import get_recipe
+        from .operators._deeponet import sensor_strides
+
+        grid, m = get_recipe(data["recipe"]).grid, model["sensors"]
+        if (
+            m > resolution
+            or (grid == "nodes" and m < 2)
+            or not sensor_strides((resolution,), (m,), grid)
+        ):
+            raise _fail(
+                "model.sensors",
+                m,
+                f"the sensors must be grid points of data.resolution = {resolution}: use 0 "
+                "(all) or a count that evenly subsamples the grid ((s - 1) / (m - 1) whole "
+                "on grids with both ends, s / m on periodic grids)",
+            )
+
+
+def _cross_checks(raw: dict, config: dict) -> None:
+    _check_applicable(raw, config)
+    _check_recipe(config)
+    _check_model(config, _check_task(config))
+    if config["train"]["batch_size"] > config["data"]["n_train"]:
+        raise _fail(
+            "train.batch_size",
+            config["train"]["batch_size"],
+            f"allowed at most data.n_train = {config['data']['n_train']}",
         )
 
 
@@ -259,7 +473,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def validate_config(raw: dict) -> dict:
     """Fills in defaults and checks every key; raises `ConfigError` on the first problem."""
     config = _validate(raw, SCHEMA)
-    _cross_checks(config)
+    _cross_checks(raw, config)
     return config
 
 

@@ -6,6 +6,7 @@ Everything here is assembled from public pieces (`sciml.data`, `sciml.operators`
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -21,6 +22,7 @@ import tomli_w
 
 from . import data as sdata
 from . import operators, train
+from .data._generate import get_recipe
 
 ACTIVATIONS = {
     "gelu": jax.nn.gelu,
@@ -31,17 +33,28 @@ ACTIVATIONS = {
 }
 
 
+def recipe_options(data_cfg: dict) -> dict[str, Any]:
+    """The recipe-specific options of a `[data]` table that differ from the recipe's defaults
+    (0 / false in a config means "the recipe's default")."""
+    from ._config import _RECIPE_KEYS
+
+    return {k: data_cfg[k] for k in _RECIPE_KEYS[data_cfg["recipe"]] if data_cfg[k]}
+
+
 def dataset_path(data_cfg: dict) -> Path:
-    """Where the dataset of a `[data]` table lives: the given path or a cache file name."""
+    """Where the dataset of a `[data]` table lives: the given path or a cache file name that
+    encodes every setting the data depend on."""
     if data_cfg["path"]:
         return Path(data_cfg["path"])
     n = data_cfg["n_train"] + data_cfg["n_test"]
-    solve = data_cfg["solve_resolution"] or "default"
-    mean = "_zeromean" if data_cfg["zero_mean"] else ""
-    name = (
-        f"{data_cfg['recipe']}_s{data_cfg['resolution']}_solve{solve}{mean}_n{n}"
-        f"_seed{data_cfg['seed']}.h5"
-    )
+    recipe, resolution, seed = data_cfg["recipe"], data_cfg["resolution"], data_cfg["seed"]
+    if recipe == "darcy":
+        solve = data_cfg["solve_resolution"] or "default"
+        mean = "_zeromean" if data_cfg["zero_mean"] else ""
+        name = f"darcy_s{resolution}_solve{solve}{mean}_n{n}_seed{seed}.h5"
+    else:
+        options = "".join(f"_{k}{v}" for k, v in sorted(recipe_options(data_cfg).items()))
+        name = f"{recipe}_s{resolution}{options}_n{n}_seed{seed}.h5"
     return Path(data_cfg["cache_dir"]) / name
 
 
@@ -49,69 +62,131 @@ def obtain_dataset(data_cfg: dict, *, progress: bool = True) -> sdata.Dataset:
     """Loads the configured dataset, generating and caching it first if needed."""
     path = dataset_path(data_cfg)
     n = data_cfg["n_train"] + data_cfg["n_test"]
+    recipe = get_recipe(data_cfg["recipe"])
     if not path.exists():
         if data_cfg["path"]:
             raise sdata.DatasetError(f"config key 'data.path' = {str(path)!r}: no such file")
-        print(f"generating {n} {data_cfg['recipe']} samples -> {path}", flush=True)
+        print(f"generating {n} {recipe.name} samples -> {path}", flush=True)
         sdata.make_dataset(
-            data_cfg["recipe"],
+            recipe.name,
             path,
             n=n,
             resolution=data_cfg["resolution"],
             seed=data_cfg["seed"],
-            solve_resolution=data_cfg["solve_resolution"] or None,
-            zero_mean=data_cfg["zero_mean"],
             progress=progress,
+            **recipe_options(data_cfg),
         )
     dataset = sdata.load_dataset(path)
     if len(dataset) < n:
         raise sdata.DatasetError(
             f"{path} holds {len(dataset)} samples but data.n_train + data.n_test = {n}"
         )
-    if dataset.inputs.shape[2:] != (data_cfg["resolution"],) * 2:
+    spatial = (data_cfg["resolution"],) * recipe.num_spatial_dims
+    if dataset.inputs.shape[2:] != spatial:
         raise sdata.DatasetError(
-            f"{path} has resolution {dataset.inputs.shape[2:]} but data.resolution = "
-            f"{data_cfg['resolution']}"
+            f"{path} has spatial shape {dataset.inputs.shape[2:]} but data.resolution = "
+            f"{data_cfg['resolution']} needs {spatial} for the {recipe.name} recipe"
         )
     return dataset
 
 
-def build_model(
-    model_cfg: dict, in_channels: int, out_channels: int, *, resolution: int, key
-) -> Any:
-    """The operator named by a `[model]` table, for data at `resolution` points per axis.
+def task_arrays(config: dict, dataset: sdata.Dataset, start: int, stop: int):
+    """The model's `(inputs, targets)` for samples `start:stop` of the dataset.
+
+    For `task.kind = 'direct'` these are the dataset's inputs and outputs; for trajectory
+    tasks the first `task.t_in` recorded frames are the input and the next `task.t_out` frames
+    the target (the initial condition itself is not used, as in the FNO paper).
+    """
+    if config["task"]["kind"] == "direct" and config["data"]["recipe"] != "navier_stokes":
+        return dataset.inputs[start:stop], dataset.outputs[start:stop]
+    t_in, t_out = config["task"]["t_in"], config["task"]["t_out"]
+    frames = dataset.outputs[start:stop]
+    return frames[:, :t_in], frames[:, t_in : t_in + t_out]
+
+
+def _fno(config: dict, in_channels: int, out_channels: int, *, key) -> operators.FNO:
+    model_cfg, resolution = config["model"], config["data"]["resolution"]
+    padding: Any = model_cfg["padding"] / resolution
+    if config["task"]["kind"] == "space_time":
+        # Space is periodic; only the (non-periodic) time axis is padded.
+        padding = (0.0, 0.0, model_cfg["padding"] / config["task"]["t_out"])
+    return operators.FNO(
+        in_channels,
+        out_channels,
+        modes=tuple(model_cfg["modes"]),
+        width=model_cfg["width"],
+        depth=model_cfg["depth"],
+        activation=ACTIVATIONS[model_cfg["activation"]],
+        grid_features=model_cfg["grid_features"],
+        padding=padding,
+        projection_channels=model_cfg["projection_channels"],
+        key=key,
+    )
+
+
+def _mgno(config: dict, in_channels: int, out_channels: int, *, key) -> operators.MgNO:
+    model_cfg = config["model"]
+    recipe = get_recipe(config["data"]["recipe"])
+    boundary = model_cfg["boundary"] or ("circular" if recipe.grid == "periodic" else "zeros")
+    channels = model_cfg["channels"]
+    return operators.MgNO(
+        in_channels,
+        out_channels,
+        channels=channels[0] if len(channels) == 1 else tuple(channels),
+        levels=model_cfg["levels"],
+        depth=model_cfg["depth"],
+        padding=boundary,
+        num_spatial_dims=recipe.num_spatial_dims,
+        smoothing_steps=model_cfg["smoothing_steps"],
+        activation=ACTIVATIONS[model_cfg["activation"]],
+        key=key,
+    )
+
+
+def _deeponet(config: dict, in_channels: int, out_channels: int, *, key):
+    model_cfg = config["model"]
+    recipe = get_recipe(config["data"]["recipe"])
+    return operators.GridDeepONet(
+        in_channels,
+        out_channels,
+        num_spatial_dims=recipe.num_spatial_dims,
+        sensors_per_axis=model_cfg["sensors"] or config["data"]["resolution"],
+        grid=recipe.grid,
+        branch_widths=tuple(model_cfg["branch_widths"]),
+        trunk_widths=tuple(model_cfg["trunk_widths"]),
+        basis=model_cfg["basis"],
+        stacked=model_cfg["stacked"],
+        activation=ACTIVATIONS[model_cfg["activation"]],
+        key=key,
+    )
+
+
+_BUILDERS = {"fno": _fno, "mgno": _mgno, "deeponet": _deeponet}
+
+
+def build_model(config: dict, in_channels: int, out_channels: int, *, key) -> Any:
+    """The operator named by the `[model]` table, for the `[task]`'s input and output.
 
     `model.padding` counts grid points at the training `resolution`; the FNO receives it as a
     fraction of the grid, so that the padded domain keeps its physical size (and each Fourier
     mode its wavenumber) when the trained model is evaluated at another resolution.
+    Trajectory tasks wrap the operator: `rollout` in [`sciml.operators.Autoregressive`][]
+    (one frame per call), `space_time` in [`sciml.operators.SpaceTime`][] (FNO-3D).
     """
-    if model_cfg["name"] == "fno":
-        return operators.FNO(
-            in_channels,
-            out_channels,
-            modes=tuple(model_cfg["modes"]),
-            width=model_cfg["width"],
-            depth=model_cfg["depth"],
-            activation=ACTIVATIONS[model_cfg["activation"]],
-            grid_features=model_cfg["grid_features"],
-            padding=model_cfg["padding"] / resolution,
-            projection_channels=model_cfg["projection_channels"],
-            key=key,
-        )
-    raise ValueError(f"model.name {model_cfg['name']!r} is unknown")  # unreachable after checks
+    build = _BUILDERS[config["model"]["name"]]
+    kind = config["task"]["kind"]
+    if kind == "rollout":
+        return operators.Autoregressive(build(config, in_channels, 1, key=key), out_channels)
+    if kind == "space_time":
+        return operators.SpaceTime(build(config, in_channels, 1, key=key), out_channels)
+    return build(config, in_channels, out_channels, key=key)
 
 
 def build_normalized_model(config: dict, x_train, y_train, *, key) -> Any:
     """The configured operator, wrapped in normalizers fitted on the training data if
     `train.normalize` (the statistics only need the right shape when a trained model is
     loaded over this one)."""
-    model = build_model(
-        config["model"],
-        x_train.shape[1],
-        y_train.shape[1],
-        resolution=config["data"]["resolution"],
-        key=key,
-    )
+    model = build_model(config, x_train.shape[1], y_train.shape[1], key=key)
     if config["train"]["normalize"]:
         model = train.Normalized(
             model,
@@ -135,6 +210,9 @@ def build_optimizer(train_cfg: dict, steps_per_epoch: int) -> optax.GradientTran
         )
     elif train_cfg["schedule"] == "cosine":
         schedule = optax.cosine_decay_schedule(lr, total)
+    elif train_cfg["schedule"] == "onecycle":
+        # Warm-up over the first 30% of the steps, then cosine annealing (as MgNO trains).
+        schedule = optax.cosine_onecycle_schedule(total, lr)
     else:
         schedule = optax.constant_schedule(lr)
     return optax.chain(
@@ -144,7 +222,28 @@ def build_optimizer(train_cfg: dict, steps_per_epoch: int) -> optax.GradientTran
     )
 
 
-METRICS = {"relative_l2": train.relative_l2, "h1": train.h1_loss}
+def metrics_for(config: dict) -> dict[str, Any]:
+    """The evaluation metrics (the first is the one `fit` tracks for the best model); the H1
+    norm takes the recipe's grid (periodic or nodes) into account."""
+    periodic = get_recipe(config["data"]["recipe"]).grid == "periodic"
+    return {
+        "relative_l2": train.relative_l2,
+        "h1": functools.partial(train.h1_loss, periodic=periodic),
+    }
+
+
+def measure_step_time(model, loss_fn, optimizer, batch, *, repeats: int = 10) -> float:
+    """Median wall time in seconds of one compiled `train_step` on `batch` (after warm-up)."""
+    opt_state = train.init_optimizer(optimizer, model)
+    step = functools.partial(train.train_step, loss_fn=loss_fn, optimizer=optimizer)
+    out = step(model, opt_state, batch)
+    jax.block_until_ready(out)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(step(model, opt_state, batch))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def run_experiment(config: dict, run_dir: Path, *, resume: bool = False) -> dict:
@@ -168,15 +267,15 @@ def _run_experiment(config: dict, run_dir: Path, *, resume: bool) -> dict:
 
     dataset = obtain_dataset(data_cfg, progress=progress)
     n_train, n_test = data_cfg["n_train"], data_cfg["n_test"]
-    x_train, y_train = dataset.inputs[:n_train], dataset.outputs[:n_train]
-    x_test = dataset.inputs[n_train : n_train + n_test]
-    y_test = dataset.outputs[n_train : n_train + n_test]
+    x_train, y_train = task_arrays(config, dataset, 0, n_train)
+    x_test, y_test = task_arrays(config, dataset, n_train, n_train + n_test)
+    metrics = metrics_for(config)
 
     model_key, train_key = jax.random.split(jax.random.key(config["seed"]))
     model = build_normalized_model(config, x_train, y_train, key=model_key)
     steps_per_epoch = math.ceil(n_train / train_cfg["batch_size"])
     optimizer = build_optimizer(train_cfg, steps_per_epoch)
-    loss_fn = train.batch_loss(METRICS[train_cfg["loss"]])
+    loss_fn = train.batch_loss(metrics[train_cfg["loss"]])
 
     start = time.perf_counter()
     model, history = train.fit(
@@ -187,7 +286,8 @@ def _run_experiment(config: dict, run_dir: Path, *, resume: bool) -> dict:
         epochs=train_cfg["epochs"],
         batch_size=train_cfg["batch_size"],
         eval_data=(x_test, y_test),
-        eval_metrics=METRICS,
+        eval_metrics=metrics,
+        eval_every=train_cfg["eval_every"],
         key=train_key,
         run_dir=run_dir,
         checkpoint_every=train_cfg["checkpoint_every"],
@@ -198,24 +298,44 @@ def _run_experiment(config: dict, run_dir: Path, *, resume: bool) -> dict:
     train_time = time.perf_counter() - start
 
     final = train.evaluate(
-        model, (x_test, y_test), METRICS, batch_size=config["eval"]["batch_size"]
+        model, (x_test, y_test), metrics, batch_size=config["eval"]["batch_size"]
     )
     final = {f"test_{k}": float(v) for k, v in final.items()}
-    best_epoch = min(history, key=lambda r: r["eval_relative_l2"])["epoch"] if history else None
+    evaluated = [r for r in history if "eval_relative_l2" in r]
+    best_epoch = min(evaluated, key=lambda r: r["eval_relative_l2"])["epoch"] if evaluated else None
     results = {
         **final,
         "best_epoch": best_epoch,
         "epochs": len(history),
         "train_time_s": round(train_time, 2),
         "params": count_params(model),
+        "step_time_ms": round(
+            1e3
+            * measure_step_time(
+                model,
+                loss_fn,
+                optimizer,
+                (
+                    jnp.asarray(x_train[: train_cfg["batch_size"]]),
+                    jnp.asarray(y_train[: train_cfg["batch_size"]]),
+                ),
+            ),
+            3,
+        ),
     }
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     num = config["eval"]["plot_samples"]
     if num:
         preds = np.asarray(jax.vmap(model)(jnp.asarray(x_test[:num])))
+        inputs, targets = np.asarray(x_test[:num]), np.asarray(y_test[:num])
+        titles = None
+        if config["data"]["recipe"] == "navier_stokes":
+            # Trajectories: the last input frame and the last predicted frame.
+            inputs, targets, preds = inputs[:, -1:], targets[:, -1:], preds[:, -1:]
+            titles = ["last input frame", "last frame: truth", "prediction", "|error|"]
         train.plot_predictions(
-            x_test[:num], y_test[:num], preds, run_dir / "plots" / "predictions.png", num=num
+            inputs, targets, preds, run_dir / "plots" / "predictions.png", num=num, titles=titles
         )
     return results
 
@@ -245,14 +365,17 @@ def evaluate_run(
     if resolution != trained_resolution:
         data_cfg["solve_resolution"] = 0  # the recipe's default solve grid for this resolution
     dataset = obtain_dataset(data_cfg, progress=progress)
-    x, y = dataset.inputs[:n], dataset.outputs[:n]
+    x, y = task_arrays(config, dataset, 0, n)
 
     # A skeleton of the trained model (normalizer statistics of the trained grid's shape).
-    shape = (x.shape[1], trained_resolution, trained_resolution)
-    dummy = np.zeros((2, *shape), np.float32)
-    like = build_normalized_model(config, dummy, dummy, key=jax.random.key(0))
+    spatial = (trained_resolution,) * (x.ndim - 2)
+    dummy_x = np.zeros((2, x.shape[1], *spatial), np.float32)
+    dummy_y = np.zeros((2, y.shape[1], *spatial), np.float32)
+    like = build_normalized_model(config, dummy_x, dummy_y, key=jax.random.key(0))
     model = eqx.tree_deserialise_leaves(run_dir / "best_model.eqx", like)
-    metrics = train.evaluate(model, (x, y), METRICS, batch_size=config["eval"]["batch_size"])
+    metrics = train.evaluate(
+        model, (x, y), metrics_for(config), batch_size=config["eval"]["batch_size"]
+    )
     return {
         "trained_resolution": trained_resolution,
         "resolution": resolution,

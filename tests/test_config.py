@@ -1,6 +1,10 @@
 """Config validation and the CLI's handling of bad input: one line, exit status 2, no work done."""
 
+import tomllib
+from pathlib import Path
+
 import pytest
+import tomli_w
 
 from sciml._cli import main
 from sciml._config import SCHEMA, ConfigError, apply_overrides, load_config, validate_config
@@ -44,6 +48,50 @@ def test_overrides_are_parsed_as_toml_values():
         ({"data": {"resolution": 85, "solve_resolution": 400}}, ["'data.solve_resolution'", "400"]),
         ({"train": {"batch_size": 2000}}, ["'train.batch_size'", "2000", "n_train"]),
         ({"name": "a b"}, ["'name'", "'a b'", "letters"]),
+        ({"data": {"nu": 0.1}}, ["'data.nu'", "does not apply", "'darcy'"]),
+        ({"model": {"name": "mgno", "modes": [8, 8]}}, ["'model.modes'", "'mgno'"]),
+        ({"task": {"t_in": 5}}, ["'task.t_in'", "navier_stokes"]),
+        ({"task": {"kind": "rollout"}}, ["'task.kind'", "'rollout'", "'direct'"]),
+        (
+            {"data": {"resolution": 60}, "model": {"name": "mgno", "levels": 4}},
+            ["'data.resolution'", "60", "divisible by 8"],
+        ),
+        (
+            {"model": {"name": "mgno", "levels": 3, "channels": [8, 8]}},
+            ["'model.channels'", "one per level"],
+        ),
+        (
+            {"data": {"resolution": 64}, "model": {"name": "deeponet", "sensors": 11}},
+            ["'model.sensors'", "11", "grid points"],
+        ),
+        (
+            {"data": {"resolution": 65}, "model": {"name": "deeponet", "sensors": 1}},
+            ["'model.sensors'", "1", "grid points"],
+        ),
+        (
+            {
+                "data": {"recipe": "navier_stokes", "resolution": 64},
+                "task": {"kind": "rollout"},
+                "model": {"modes": [8, 8]},
+            },
+            ["'train.normalize'", "rollout"],
+        ),
+        (
+            {
+                "data": {"recipe": "navier_stokes", "resolution": 64},
+                "task": {"kind": "space_time"},
+                "model": {"modes": [8, 8]},
+            },
+            ["'model.modes'", "give 3 modes"],
+        ),
+        (
+            {"data": {"recipe": "navier_stokes", "resolution": 64}, "task": {"t_out": 45}},
+            ["'task.t_out'", "45", "50 recorded frames"],
+        ),
+        (
+            {"data": {"recipe": "burgers", "resolution": 1000}, "model": {"modes": [16]}},
+            ["'data.resolution'", "1000", "'burgers'"],
+        ),
     ],
 )
 def test_bad_configs_name_key_value_and_allowed(raw, fragments):
@@ -100,7 +148,15 @@ def _run_cli(argv, capsys):
             ],
             "--solve-resolution 20",
         ),
-        (["data", "burgers", "--n", "3", "--resolution", "16", "--out", "OUT"], "'burgers'"),
+        (["data", "heat", "--n", "3", "--resolution", "16", "--out", "OUT"], "'heat'"),
+        (
+            ["data", "burgers", "--n", "3", "--resolution", "16", "--zero-mean", "--out", "OUT"],
+            "--zero-mean does not apply to the burgers recipe",
+        ),
+        (
+            ["data", "darcy", "--n", "3", "--resolution", "16", "--nu", "-1", "--out", "OUT"],
+            "--nu '-1'",
+        ),
     ],
 )
 def test_cli_usage_errors_exit_2_with_one_line(argv, fragment, tmp_path, capsys):
@@ -126,3 +182,13 @@ def test_cli_usage_errors_exit_2_with_one_line(argv, fragment, tmp_path, capsys)
     assert existing.read_bytes() == b"precious"
     assert not (tmp_path / "out.h5").exists()
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parent.parent / "experiments").glob("*.toml")), ids=str
+)
+def test_shipped_configs_validate_and_their_resolved_form_round_trips(path):
+    # A run directory stores the resolved config (every key, defaults included); it must load
+    # again for `sciml eval` and `--resume`.
+    config = load_config(path)
+    assert validate_config(tomllib.loads(tomli_w.dumps(config))) == config
