@@ -184,7 +184,7 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
             help="epochs between learning-rate drops (schedule = 'step')",
         ),
         "gamma": Option(float, 0.5, check=_probability, allowed="0 < gamma <= 1"),
-        "loss": Option(str, "relative_l2", choices=("relative_l2", "h1")),
+        "loss": Option(str, "relative_l2", choices=("relative_l2", "h1", "mse")),
         "normalize": Option(bool, True, help="unit-Gaussian normalisation of inputs and outputs"),
         "checkpoint_every": Option(int, 1, check=_positive, allowed=">= 1", help="epochs"),
         "eval_every": Option(int, 1, check=_positive, allowed=">= 1", help="epochs"),

@@ -229,6 +229,7 @@ def metrics_for(config: dict) -> dict[str, Any]:
     return {
         "relative_l2": train.relative_l2,
         "h1": functools.partial(train.h1_loss, periodic=periodic),
+        "mse": train.mse,
     }
 
 

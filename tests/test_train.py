@@ -571,3 +571,12 @@ def test_h1_periodic_converges_at_second_order(d):
     assert all(1.9 < p < 2.1 for p in orders), orders
     with pytest.raises(ValueError, match="periodic"):
         st.h1_loss(jnp.ones((1, 8, 8)), jnp.ones((1, 8, 8)), periodic=(True,))
+
+
+def test_mse_matches_definition_and_rejects_shape_mismatch():
+    pred = jnp.arange(6.0).reshape(2, 3)
+    target = jnp.ones((2, 3))
+    np.testing.assert_allclose(st.mse(pred, target), np.mean((np.arange(6.0) - 1) ** 2))
+    assert st.mse(target, target) == 0.0
+    with pytest.raises(ValueError, match="mse"):
+        st.mse(pred, jnp.ones((3, 2)))

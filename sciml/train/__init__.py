@@ -11,6 +11,7 @@ from ._checkpoint import save_checkpoint as save_checkpoint
 from ._fit import fit as fit
 from ._losses import batch_loss as batch_loss
 from ._losses import h1_loss as h1_loss
+from ._losses import mse as mse
 from ._losses import relative_l2 as relative_l2
 from ._normalize import Normalized as Normalized
 from ._normalize import UnitGaussianNormalizer as UnitGaussianNormalizer

@@ -46,6 +46,22 @@ def relative_l2(pred: Float[Array, "*shape"], target: Float[Array, "*shape"]) ->
     return _safe_sqrt(jnp.sum((pred - target) ** 2)) / jnp.sqrt(jnp.sum(target**2))
 
 
+def mse(pred: Float[Array, "*shape"], target: Float[Array, "*shape"]) -> Float[Array, ""]:
+    """Mean squared error of ONE sample over all axes (the DeepONet paper's training loss).
+
+    **Arguments:**
+
+    - `pred`: the prediction.
+    - `target`: the reference, of the same shape.
+
+    **Returns:**
+
+    A scalar.
+    """
+    pred, target = _same_shape("mse", pred, target)
+    return jnp.mean((pred - target) ** 2)
+
+
 def _gradient(f: Array, axis: int, h: float) -> Array:
     """Second-order finite-difference derivative of `f` along `axis` on a uniform grid.
 
