@@ -1,0 +1,14 @@
+"""Taylor-mode derivative operators and stochastic estimators of them.
+
+Every function takes a scalar field `f: Float[Array, "d"] -> Float[Array, ""]` and one point `x`;
+batch over points with `jax.vmap`, differentiate with respect to parameters closed over by `f`
+with `jax.grad`.
+"""
+
+from ._exact import biharmonic as biharmonic
+from ._exact import differential_operator as differential_operator
+from ._exact import divergence as divergence
+from ._exact import hessian_diagonal as hessian_diagonal
+from ._exact import laplacian as laplacian
+from ._forward_laplacian import forward_laplacian as forward_laplacian
+from ._taylor import taylor_derivative as taylor_derivative
