@@ -1,13 +1,17 @@
 """sciml: differentiable scientific machine learning in JAX.
 
-- `sciml.operators`: neural operators (FNO) acting on one sample, channels first.
-- `sciml.data`: Gaussian random fields, differentiable solvers (Darcy), dataset recipes and files.
+- `sciml.operators`: neural operators (FNO, MgNO, DeepONet) acting on one sample, channels first.
+- `sciml.derivatives`: Taylor-mode differential operators (Laplacian, biharmonic, any mixed
+  partials) and the stochastic estimators (STDE) with their backward-mode baselines.
+- `sciml.data`: Gaussian random fields, differentiable solvers (Darcy, Burgers, Navier-Stokes),
+  dataset recipes and files.
 - `sciml.train`: losses, normalizers, batching, `train_step`, checkpoints, plots and `fit`.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from . import data as data
+from . import derivatives as derivatives
 from . import operators as operators
 from . import train as train
 

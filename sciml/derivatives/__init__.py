@@ -5,10 +5,15 @@ batch over points with `jax.vmap`, differentiate with respect to parameters clos
 with `jax.grad`.
 """
 
+from ._baselines import hte_laplacian as hte_laplacian
+from ._baselines import sdgd_laplacian as sdgd_laplacian
 from ._exact import biharmonic as biharmonic
 from ._exact import differential_operator as differential_operator
 from ._exact import divergence as divergence
 from ._exact import hessian_diagonal as hessian_diagonal
 from ._exact import laplacian as laplacian
 from ._forward_laplacian import forward_laplacian as forward_laplacian
+from ._stochastic import stde_biharmonic as stde_biharmonic
+from ._stochastic import stde_diagonal as stde_diagonal
+from ._stochastic import stde_laplacian as stde_laplacian
 from ._taylor import taylor_derivative as taylor_derivative
