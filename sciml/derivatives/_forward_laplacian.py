@@ -14,24 +14,53 @@ from ._taylor import _check_chunk_size, _check_point, _sum_over_chunks
 
 
 class _Selector:
-    """The Jacobian of the input point itself, kept symbolic: rows `e_k` for `k` in `idx` (all
-    `k` when `idx` is None). A linear layer applied to the input then costs a copy of its weight
-    instead of a matrix product with the identity."""
+    """The Jacobian of the input point, or of an elementwise function of it, kept symbolic:
+    direction `k` has the single non-zero entry `scale[k]` at coordinate `idx[k]` (all
+    coordinates in order when `idx` is None; `scale` None means ones). A linear layer applied
+    to the input then costs a copy of (rows of) its weight instead of a matrix product with
+    one-hot vectors, and elementwise functions of the input (a boundary factor `1 - |x|^2`, a
+    Fourier feature) cost O(d + k) instead of O(k d)."""
 
-    __slots__ = ("idx", "d")
+    __slots__ = ("idx", "d", "scale")
 
-    def __init__(self, idx: Array | None, d: int):
+    def __init__(self, idx: Array | None, d: int, scale: Array | None = None):
         self.idx = idx
         self.d = d
+        self.scale = scale
 
     def dense(self, dtype) -> Array:
         if self.idx is None:
-            return jnp.eye(self.d, dtype=dtype)
-        return jax.nn.one_hot(self.idx, self.d, dtype=dtype)
+            base = jnp.eye(self.d, dtype=dtype)
+        else:
+            base = jax.nn.one_hot(self.idx, self.d, dtype=dtype)
+        return base if self.scale is None else base * self.scale[:, None].astype(dtype)
 
     def rows(self, a: Array) -> Array:
-        """`a` restricted to the selected entries of its leading axis."""
-        return a if self.idx is None else jnp.take(a, self.idx, axis=0)
+        """`J @ a` over the leading axis of `a`: its selected entries, scaled."""
+        a = a if self.idx is None else jnp.take(a, self.idx, axis=0)
+        if self.scale is None:
+            return a
+        return a * self.scale.reshape(self.scale.shape + (1,) * (a.ndim - 1)).astype(a.dtype)
+
+    def pick(self, v: Array) -> Array:
+        """The entries of a d-vector at the selected coordinates, one per direction."""
+        v = jnp.broadcast_to(v, (self.d,))
+        return v if self.idx is None else jnp.take(v, self.idx)
+
+    def scales(self, dtype) -> Array:
+        k = self.d if self.idx is None else self.idx.shape[0]
+        return jnp.ones((k,), dtype) if self.scale is None else self.scale.astype(dtype)
+
+    def on_grid(self, per_direction: Array) -> Array:
+        """`sum_k per_direction[k] e_{idx[k]}`: a d-vector."""
+        if self.idx is None:
+            return per_direction
+        return jnp.zeros((self.d,), per_direction.dtype).at[self.idx].add(per_direction)
+
+    def scaled(self, factor: Array) -> "_Selector":
+        """The selector of `diag(g) J`, `factor` the selected entries of `g`."""
+        scale = factor if self.scale is None else self.scale * factor
+        return _Selector(self.idx, self.d, scale)
 
 
 class _Triple:
@@ -67,9 +96,8 @@ def _jac_to(t: _Triple, ndim: int) -> Array:
 def _sq_norm(t: _Triple) -> Array:
     """`sum_k J[k]^2`: the weight of `g''` in the Laplacian of `g(t)`."""
     if isinstance(t.jac, _Selector):
-        if t.jac.idx is None:
-            return jnp.ones_like(t.value)
-        return jnp.sum(t.jac.dense(t.value.dtype), axis=0)
+        s = t.jac.scales(t.value.dtype)
+        return t.jac.on_grid(s * s)
     return jnp.sum(t.jac * t.jac, axis=0)
 
 
@@ -116,7 +144,7 @@ def _unary_rule(derivatives):
         (y,) = _bind(eqn, [u.value])
         g1, g2 = derivatives(u.value, y, eqn.params)
         if isinstance(u.jac, _Selector):
-            jac = u.jac.dense(y.dtype) * g1
+            jac = u.jac.scaled(u.jac.pick(g1))
         else:
             jac = g1 * u.jac
         lap = _add_opt(_scale_opt(g1, u.lap), None if g2 is None else g2 * _sq_norm(u))
@@ -184,7 +212,44 @@ def _unary_entry(fn):
 # depend on the input are formed.
 
 
+def _same_selector(y, a, b) -> "_Selector | None":
+    """The common selector when every input-dependent argument is the input's (scaled) selector
+    over the same directions and the result is a d-vector like the input; else None."""
+    sels = [t.jac for t in (a, b) if isinstance(t, _Triple)]
+    if not all(isinstance(j, _Selector) for j in sels) or y.shape != (sels[0].d,):
+        return None
+    if any(j.idx is not sels[0].idx for j in sels):
+        return None
+    if any(not isinstance(t, _Triple) and jnp.ndim(t) > 1 for t in (a, b)):
+        return None
+    return sels[0]
+
+
+def _combine_selectors(y, sel, a, b, ha, hb, haa, hab, hbb) -> _Triple:
+    """`_combine` when both Jacobians are diagonal in the sampled coordinates: per-direction
+    scales instead of dense `(k, d)` arrays."""
+    dtype = y.dtype
+    scale, lap = None, None
+    sa = a.jac.scales(dtype) if isinstance(a, _Triple) else None
+    sb = b.jac.scales(dtype) if isinstance(b, _Triple) else None
+    if sa is not None:
+        scale = sel.pick(ha) * sa
+        lap = _add_opt(_scale_opt(ha, a.lap), None if haa is None else haa * sel.on_grid(sa * sa))
+    if sb is not None:
+        scale = _add_opt(scale, sel.pick(hb) * sb)
+        lap = _add_opt(lap, _scale_opt(hb, b.lap))
+        lap = _add_opt(lap, None if hbb is None else hbb * sel.on_grid(sb * sb))
+    if sa is not None and sb is not None and hab is not None:
+        lap = _add_opt(lap, 2.0 * hab * sel.on_grid(sa * sb))
+    if lap is not None:
+        lap = jnp.broadcast_to(lap, y.shape)
+    return _Triple(y, _Selector(sel.idx, sel.d, scale), lap)
+
+
 def _combine(y, a, b, ha, hb, haa, hab, hbb) -> _Triple:
+    sel = _same_selector(y, a, b)
+    if sel is not None:
+        return _combine_selectors(y, sel, a, b, ha, hb, haa, hab, hbb)
     ta, tb = isinstance(a, _Triple), isinstance(b, _Triple)
     jac, lap = None, None
     if ta:
@@ -558,6 +623,24 @@ for _name in (
     "sharding_constraint",
 ):
     _RULES[_name] = _linear_rule()
+
+
+def _reduce_sum_rule(eqn, invals):
+    (u,) = invals
+    if (
+        isinstance(u, _Triple)
+        and isinstance(u.jac, _Selector)
+        and tuple(eqn.params["axes"]) == (0,)
+        and u.value.ndim == 1
+    ):
+        # d(sum_i u_i)/d(direction k) = scale[k]: no dense (k, d) Jacobian.
+        (y,) = _bind(eqn, [u.value])
+        lap = None if u.lap is None else jnp.sum(u.lap)
+        return [_Triple(y, u.jac.scales(y.dtype), lap)]
+    return _linear_rule()(eqn, invals)
+
+
+_RULES["reduce_sum"] = _reduce_sum_rule
 for _name in (
     "sign",
     "floor",
