@@ -6,6 +6,7 @@ as `stde_laplacian(..., sparse=False)` and `stde_laplacian(..., sparse=True)`, w
 derivative computed by two reverse-mode passes instead of one second-order jet.
 """
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -21,6 +22,7 @@ from ._stochastic import (
     _map_samples,
     _mean_and_variance,
     _probe,
+    _probe_mean,
     _sample_coordinates,
 )
 
@@ -72,13 +74,11 @@ def hte_laplacian(
     _check_variance_possible(name, n, None, return_variance)
     grad_f = jax.grad(f)
 
-    def one(k):
-        v = _probe(k, d, x.dtype, distribution)
-        hv = jax.grad(lambda y: jnp.vdot(grad_f(y), v))(x)
-        return jnp.vdot(v, hv)
+    def quadratic_form(v):
+        return jnp.vdot(v, jax.grad(lambda y: jnp.vdot(grad_f(y), v))(x))
 
-    samples = _map_samples(one, jax.random.split(key, n), chunk_size)
-    return _mean_and_variance(samples, return_variance)
+    probe = functools.partial(_probe, d=d, dtype=x.dtype, distribution=distribution)
+    return _probe_mean(quadratic_form, probe, key, n, chunk_size, return_variance)
 
 
 def sdgd_laplacian(

@@ -762,6 +762,15 @@ def forward_laplacian(
     x = _check_point("forward_laplacian", x)
     _check_chunk_size("forward_laplacian", chunk_size)
     (d,) = x.shape
+    if chunk_size is None or chunk_size >= d:
+        # All directions at once: the input's Jacobian is the identity, kept symbolic.
+        return _laplacian_along(f, x)(_Selector(None, d))
+    return _directional_laplacian(f, x, jnp.arange(d), chunk_size)
+
+
+def _laplacian_along(f, x: Float[Array, " d"]) -> Callable[["_Selector | Array"], Array]:
+    """Traces `f` once; the returned function maps a Jacobian of the input (a `_Selector` or
+    a dense `(k, d)` array of directions) to `sum_k v_k^T H v_k`, by one interpreted pass."""
     closed = jax.make_jaxpr(f)(jax.ShapeDtypeStruct(x.shape, x.dtype))
     out_avals = closed.out_avals
     if len(out_avals) != 1 or out_avals[0].shape != ():
@@ -771,14 +780,13 @@ def forward_laplacian(
             f"`x` of shape {x.shape}."
         )
 
-    def chunk(idx):
-        sel = _Selector(None if chunk_size is None or chunk_size >= d else idx, d)
-        (out,) = _interpret(closed.jaxpr, closed.consts, [_Triple(x, sel, None)])
+    def along(jac):
+        (out,) = _interpret(closed.jaxpr, closed.consts, [_Triple(x, jac, None)])
         if not isinstance(out, _Triple) or out.lap is None:
             return jnp.zeros((), x.dtype)
         return out.lap.astype(x.dtype)
 
-    return _sum_over_chunks(chunk, d, chunk_size)
+    return along
 
 
 def _directional_laplacian(
@@ -794,28 +802,16 @@ def _directional_laplacian(
     Jacobian of `x` stays a symbolic row selection: a first linear layer costs `k` rows of its
     weight, not a product with `k` one-hot vectors) or, with `probe` given, a batch of PRNG keys
     each turned into a dense probe `v_k = probe(key_k)` (inside its chunk, so that at most
-    `chunk_size` probes of length `d` exist at a time). This is
-    the forward pass behind the stochastic estimators' default path. Raises `NotImplementedError`
-    for a primitive the interpreter does not support (callers fall back to jets).
+    `chunk_size` probes of length `d` exist at a time). This is the forward pass behind
+    `forward_laplacian(..., chunk_size=...)` and the stochastic estimators' default path.
+    Raises `NotImplementedError` for a primitive the interpreter does not support (callers fall
+    back to jets).
     """
-    closed = jax.make_jaxpr(f)(jax.ShapeDtypeStruct(x.shape, x.dtype))
+    along = _laplacian_along(f, x)
     (d,) = x.shape
 
-    def chunk(rows):
-        jac = _Selector(rows, d) if probe is None else jax.vmap(probe)(rows).astype(x.dtype)
-        (out,) = _interpret(closed.jaxpr, closed.consts, [_Triple(x, jac, None)])
-        if not isinstance(out, _Triple) or out.lap is None:
-            return jnp.zeros((), x.dtype)
-        return out.lap.astype(x.dtype)
+    def chunk(positions):
+        rows = directions[positions]
+        return along(_Selector(rows, d) if probe is None else jax.vmap(probe)(rows).astype(x.dtype))
 
-    k = directions.shape[0]
-    if chunk_size is None or chunk_size >= k:
-        return chunk(directions)
-    full, rest = divmod(k, chunk_size)
-    blocks = jax.tree.map(
-        lambda a: a[: full * chunk_size].reshape(full, chunk_size, *a.shape[1:]), directions
-    )
-    total = jnp.sum(jax.lax.map(jax.checkpoint(chunk), blocks), axis=0)
-    if rest:
-        total = total + chunk(directions[full * chunk_size :])
-    return total
+    return _sum_over_chunks(chunk, directions.shape[0], chunk_size)

@@ -6,6 +6,7 @@ Reference: Shi, Hu, Lin, Kawaguchi, "Stochastic Taylor Derivative Estimator: Eff
 for arbitrary differential operators", NeurIPS 2024.
 """
 
+import functools
 import operator
 from collections.abc import Callable
 
@@ -162,6 +163,23 @@ def _probe(key: PRNGKeyArray, d: int, dtype, distribution: str) -> Float[Array, 
     return jax.random.normal(key, (d,), dtype=dtype)
 
 
+def _probe_mean(
+    estimate: Callable[[Float[Array, " d"]], Float[Array, ""]],
+    probe: Callable[[PRNGKeyArray], Float[Array, " d"]],
+    key: PRNGKeyArray,
+    num_samples: int,
+    chunk_size: int | None,
+    return_variance: bool,
+):
+    """The mean of `estimate(probe(k))` over `num_samples` independent keys (probes are drawn
+    inside each sample, so at most `chunk_size` of them exist at a time), and optionally the
+    variance of that mean."""
+    samples = _map_samples(
+        lambda k: estimate(probe(k)), jax.random.split(key, num_samples), chunk_size
+    )
+    return _mean_and_variance(samples, return_variance)
+
+
 def _check_distribution(name: str, distribution: str) -> None:
     if distribution not in _DISTRIBUTIONS:
         raise ValueError(
@@ -253,24 +271,16 @@ def stde_laplacian(
 
     n = _check_num_samples(name, num_samples)
     _check_variance_possible(name, n, None, return_variance)
+    probe = functools.partial(_probe, d=d, dtype=x.dtype, distribution=distribution)
     if not return_variance:
         keys = jax.random.split(key, n)
         try:
-            return (
-                _directional_laplacian(
-                    f, x, keys, chunk_size, probe=lambda k: _probe(k, d, x.dtype, distribution)
-                )
-                / n
-            )
+            return _directional_laplacian(f, x, keys, chunk_size, probe=probe) / n
         except NotImplementedError:
             pass
-
-    def one(k):
-        v = _probe(k, d, x.dtype, distribution)
-        return taylor_derivative(f, x, (v,), 2)
-
-    samples = _map_samples(one, jax.random.split(key, n), chunk_size)
-    return _mean_and_variance(samples, return_variance)
+    return _probe_mean(
+        lambda v: taylor_derivative(f, x, (v,), 2), probe, key, n, chunk_size, return_variance
+    )
 
 
 def stde_biharmonic(
@@ -317,12 +327,9 @@ def stde_biharmonic(
     chunk_size = _check_chunk_size(name, chunk_size)
     _check_variance_possible(name, n, None, return_variance)
 
-    def one(k):
-        v = jax.random.normal(k, (d,), dtype=x.dtype)
-        return taylor_derivative(f, x, (v,), 4) / 3
-
-    samples = _map_samples(one, jax.random.split(key, n), chunk_size)
-    return _mean_and_variance(samples, return_variance)
+    probe = functools.partial(_probe, d=d, dtype=x.dtype, distribution="gaussian")
+    estimate = lambda v: taylor_derivative(f, x, (v,), 4) / 3
+    return _probe_mean(estimate, probe, key, n, chunk_size, return_variance)
 
 
 def stde_diagonal(
