@@ -1,6 +1,8 @@
 """Data: Gaussian random fields, differentiable PDE solvers, the papers' dataset recipes, and the
 on-disk dataset format."""
 
+from ._allen_cahn import allen_cahn_reference as allen_cahn_reference
+from ._allen_cahn import allen_cahn_solve as allen_cahn_solve
 from ._antiderivative import antiderivative_recipe_info as antiderivative_recipe_info
 from ._antiderivative import antiderivative_recipe_sample as antiderivative_recipe_sample
 from ._antiderivative import generate_antiderivative as generate_antiderivative
@@ -24,6 +26,8 @@ from ._navier_stokes import navier_stokes_recipe_info as navier_stokes_recipe_in
 from ._navier_stokes import navier_stokes_recipe_sample as navier_stokes_recipe_sample
 from ._navier_stokes import navier_stokes_resolutions as navier_stokes_resolutions
 from ._navier_stokes import navier_stokes_solve as navier_stokes_solve
+from ._porous import nonlinear_diffusion_reference as nonlinear_diffusion_reference
+from ._porous import nonlinear_diffusion_solve as nonlinear_diffusion_solve
 from ._recipes import darcy_recipe_info as darcy_recipe_info
 from ._recipes import darcy_recipe_sample as darcy_recipe_sample
 from ._recipes import generate_darcy as generate_darcy

@@ -195,8 +195,8 @@ def _is_real_number(x) -> bool:
 def _check_float(name, value, *, positive=False, nonnegative=False):
     if not _is_real_number(value):
         raise ValueError(
-            f"`{name}` must be a concrete real number (it enters the host-side ETDRK4 "
-            f"coefficients; mark it static under `jax.jit`), got {value!r}."
+            f"`{name}` must be a concrete real number (it sets up the solver on the host; "
+            f"mark it static under `jax.jit`), got {value!r}."
         )
     value = float(value)
     if not math.isfinite(value) or (positive and value <= 0) or (nonnegative and value < 0):
