@@ -1,6 +1,9 @@
 """sciml: differentiable scientific machine learning in JAX.
 
 - `sciml.operators`: neural operators (FNO, MgNO, DeepONet) acting on one sample, channels first.
+- `sciml.fields`: coordinate models for physics-informed training (MLP, PIG).
+- `sciml.pinn`: PDE problems (domains, samplers, conditions), loss weighting, resampling and
+  `solve`; `sciml.pinn.benchmarks` holds the literature's benchmark problems.
 - `sciml.derivatives`: Taylor-mode differential operators (Laplacian, biharmonic, any mixed
   partials) and the stochastic estimators (STDE) with their backward-mode baselines.
 - `sciml.data`: Gaussian random fields, differentiable solvers (Darcy, Burgers, Navier-Stokes),
@@ -12,7 +15,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import data as data
 from . import derivatives as derivatives
+from . import fields as fields
 from . import operators as operators
+from . import pinn as pinn
 from . import train as train
 
 try:

@@ -18,6 +18,7 @@ from ._normalize import UnitGaussianNormalizer as UnitGaussianNormalizer
 from ._normalize import trainable_filter as trainable_filter
 from ._plots import plot_history as plot_history
 from ._plots import plot_predictions as plot_predictions
+from ._plots import plot_solution as plot_solution
 from ._step import evaluate as evaluate
 from ._step import init_optimizer as init_optimizer
 from ._step import train_step as train_step

@@ -23,14 +23,17 @@ def _save(fig: Figure, path: str | os.PathLike) -> pathlib.Path:
     return path
 
 
-def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> pathlib.Path:
-    """Plots the training loss and every evaluation metric against the epoch.
+def plot_history(
+    history: Sequence[Mapping[str, Any]], path: str | os.PathLike, *, x: str = "epoch"
+) -> pathlib.Path:
+    """Plots the training loss and every evaluation metric against the epoch (or `x`).
 
     **Arguments:**
 
-    - `history`: the records returned by `fit` (dicts with `"epoch"`, `"train_loss"` and
-        `"eval_<name>"` entries); other keys are ignored.
+    - `history`: the records returned by `fit` (dicts with `"epoch"`, `"train_loss"`,
+        `"eval_<name>"` and `"loss_<term>"` entries); other keys are ignored.
     - `path`: output file (its suffix picks the format, e.g. `.png`, `.pdf`).
+    - `x`: the record key on the horizontal axis, e.g. `"step"` for PINN runs.
 
     **Returns:**
 
@@ -38,10 +41,13 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) 
     """
     if len(history) == 0:
         raise ValueError("`history` must contain at least one record, got an empty sequence.")
-    epochs = [record.get("epoch", i) for i, record in enumerate(history)]
+    epochs = [record.get(x, i) for i, record in enumerate(history)]
     names = list(
         dict.fromkeys(
-            k for record in history for k in record if k == "train_loss" or k.startswith("eval_")
+            k
+            for record in history
+            for k in record
+            if k == "train_loss" or k.startswith(("eval_", "loss_"))
         )
     )
     fig = Figure(figsize=(6, 4), layout="constrained")
@@ -53,11 +59,11 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike) 
         # Metrics evaluated only every few epochs are drawn through their evaluated points.
         keep = np.isfinite(values)
         all_positive &= bool(np.all(values[keep] > 0))
-        x = np.asarray(epochs)[keep]
-        ax.plot(x, values[keep], marker="o" if len(x) < 30 else None, label=name)
+        xs = np.asarray(epochs)[keep]
+        ax.plot(xs, values[keep], marker="o" if len(xs) < 30 else None, label=name)
     if all_positive:
         ax.set_yscale("log")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(x)
     ax.set_ylabel("loss / metric")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
@@ -151,4 +157,78 @@ def plot_predictions(
         if row == 0:
             for col, title in enumerate(titles):
                 axes[row, col].set_title(title)
+    return _save(fig, path)
+
+
+def plot_solution(
+    points: ArrayLike,
+    prediction: ArrayLike,
+    reference: ArrayLike,
+    path: str | os.PathLike,
+    *,
+    labels: Sequence[str] | None = None,
+    num_slices: int = 3,
+) -> pathlib.Path:
+    """Plots a field of coordinates next to its reference and the pointwise error.
+
+    Columns: prediction / reference / |error|. One-dimensional points give line plots;
+    two-dimensional ones colour maps on the (possibly scattered) points; three-dimensional ones
+    (e.g. `(x, y, t)` on a grid) one row per slice of the last coordinate at `num_slices`
+    of its distinct values, first to last.
+
+    **Arguments:**
+
+    - `points`: `(n, dim)` coordinates, `dim` in 1..3.
+    - `prediction`, `reference`: `(n,)` values.
+    - `path`: output file.
+    - `labels`: axis names (default `x0, x1, ...`).
+    - `num_slices`: rows for three-dimensional points.
+
+    **Returns:** `path`.
+    """
+    pts = np.asarray(points, dtype=float)
+    pred = np.asarray(prediction, dtype=float).reshape(-1)
+    ref = np.asarray(reference, dtype=float).reshape(-1)
+    if pts.ndim != 2 or not 1 <= pts.shape[1] <= 3 or not len(pts) == len(pred) == len(ref):
+        raise ValueError(
+            f"`plot_solution` needs points (n, 1..3) and n values, got points {pts.shape}, "
+            f"prediction {pred.shape}, reference {ref.shape}."
+        )
+    dim = pts.shape[1]
+    labels = list(labels) if labels is not None else [f"x{i}" for i in range(dim)]
+    if dim == 3:
+        times = np.unique(pts[:, 2])
+        chosen = times[np.linspace(0, len(times) - 1, min(num_slices, len(times))).astype(int)]
+        rows = [(pts[:, 2] == t, f"{labels[2]} = {t:.3g}") for t in chosen]
+    else:
+        rows = [(np.ones(len(pts), bool), "")]
+    fig = Figure(figsize=(12, 3.4 * len(rows)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    lo, hi = float(min(pred.min(), ref.min())), float(max(pred.max(), ref.max()))
+    for (mask, title), ax_row in zip(rows, axes, strict=True):
+        p, r, e = pred[mask], ref[mask], np.abs(pred[mask] - ref[mask])
+        if dim == 1:
+            order = np.argsort(pts[mask, 0])
+            x = pts[mask, 0][order]
+            ax_row[0].plot(x, p[order], label="prediction")
+            ax_row[1].plot(x, r[order], label="reference")
+            ax_row[2].semilogy(x, np.maximum(e[order], 1e-300))
+            for ax in ax_row:
+                ax.set_xlabel(labels[0])
+        else:
+            x, y = pts[mask, 0], pts[mask, 1]
+            for ax, values, name, scale in (
+                (ax_row[0], p, "prediction", (lo, hi)),
+                (ax_row[1], r, "reference", (lo, hi)),
+                (ax_row[2], e, "|error|", (None, None)),
+            ):
+                image = ax.tripcolor(x, y, values, shading="gouraud", vmin=scale[0], vmax=scale[1])
+                fig.colorbar(image, ax=ax)
+                ax.set_xlabel(labels[0])
+                ax.set_ylabel(labels[1])
+                ax.set_title(f"{name} {title}".strip())
+        if dim == 1:
+            for ax, name in zip(ax_row, ("prediction", "reference", "|error|"), strict=True):
+                ax.set_title(name)
     return _save(fig, path)

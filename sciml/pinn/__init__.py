@@ -1,0 +1,28 @@
+"""Physics-informed training: state a PDE in a few lines, solve it with any coordinate model.
+
+- Domains and samplers: `Box`, `Ball`, `SpaceTime` (uniform, Sobol, Latin hypercube, grids).
+- Conditions as soft loss terms: `Dirichlet`, `Neumann`, `Periodic`, `Initial`; hard ones
+  through the output ansatz `HardConstraint`.
+- `Problem`: residual + domain + conditions (+ exact or reference solution), with named loss
+  terms and causal weighting.
+- Training pieces: `grad_norm_weights`, `rad_resample`, `causal_loss`, and `solve` (Adam then
+  L-BFGS, checkpoints, metrics and plots through `sciml.train`).
+"""
+
+from . import benchmarks as benchmarks
+from ._adaptive import grad_norm_weights as grad_norm_weights
+from ._adaptive import rad_resample as rad_resample
+from ._ansatz import HardConstraint as HardConstraint
+from ._conditions import AbstractCondition as AbstractCondition
+from ._conditions import Dirichlet as Dirichlet
+from ._conditions import Initial as Initial
+from ._conditions import Neumann as Neumann
+from ._conditions import Periodic as Periodic
+from ._domain import AbstractDomain as AbstractDomain
+from ._domain import Ball as Ball
+from ._domain import Box as Box
+from ._domain import SpaceTime as SpaceTime
+from ._problem import Problem as Problem
+from ._problem import causal_loss as causal_loss
+from ._solve import relative_error as relative_error
+from ._solve import solve as solve

@@ -1,0 +1,196 @@
+"""The benchmark problems of the PINN and Physics-Informed Gaussian (PIG) literature.
+
+Each factory returns a `Problem` with its exact solution, or with a reference computed by our
+own solvers (`sciml.data`). Source terms of manufactured solutions are obtained by applying the
+differential operator to the exact solution with the same automatic differentiation, so they
+are consistent to rounding.
+
+| name | PDE | domain | reference |
+| --- | --- | --- | --- |
+| `poisson_2d` | -Lap u = f | [-1, 1]^2 | exact |
+| `helmholtz_2d` | Lap u + k^2 u = q | [-1, 1]^2 | exact |
+| `klein_gordon` | u_tt - Lap u + u^2 = f | [-1, 1]^2 x [0, 10] | exact |
+| `flow_mixing` | u_t + a u_x + b u_y = 0 | [-4, 4]^2 x [0, 4] | exact |
+| `nonlinear_diffusion` | u_t = a (|grad u|^2 + u Lap u) | [-1, 1]^2 x [0, 1] | finite diff. |
+| `allen_cahn` | u_t - eps u_xx + 5 u^3 - 5 u = 0 | [-1, 1] x [0, 1], periodic | spectral |
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..derivatives import differential_operator, laplacian
+from ._conditions import Dirichlet, Initial, Periodic
+from ._domain import Box, SpaceTime
+from ._problem import Problem
+
+
+def _time_derivative(u: Callable, x, order: int = 1):
+    e = jnp.zeros_like(x).at[-1].set(1.0)
+    if order == 1:
+        return jax.jvp(u, (x,), (e,))[1]
+    return jax.jvp(lambda y: _time_derivative(u, y, order - 1), (x,), (e,))[1]
+
+
+def poisson_2d() -> Problem:
+    """`-Lap u = 2 pi^2 sin(pi x) sin(pi y)` on `[-1, 1]^2`, `u = 0` on the boundary;
+    `u = sin(pi x) sin(pi y)`. Terms: `residual`, `boundary`."""
+    exact = lambda x: jnp.sin(jnp.pi * x[0]) * jnp.sin(jnp.pi * x[1])
+    return Problem(
+        residual=lambda u, x: -laplacian(u, x) - 2 * jnp.pi**2 * exact(x),
+        domain=Box([-1.0, -1.0], [1.0, 1.0]),
+        conditions={"boundary": Dirichlet(0.0)},
+        exact=exact,
+    )
+
+
+def helmholtz_2d(a1: float = 1.0, a2: float = 4.0, k: float = 1.0) -> Problem:
+    """`Lap u + k^2 u = q` on `[-1, 1]^2`, `u = 0` on the boundary, with
+    `u = sin(a1 pi x) sin(a2 pi y)` and `q = (k^2 - (a1 pi)^2 - (a2 pi)^2) u` (Wang, Teng &
+    Perdikaris 2021; the PIG paper's setting a1 = 1, a2 = 4, k = 1). Terms: `residual`,
+    `boundary`."""
+    exact = lambda x: jnp.sin(a1 * jnp.pi * x[0]) * jnp.sin(a2 * jnp.pi * x[1])
+    factor = k**2 - (a1 * jnp.pi) ** 2 - (a2 * jnp.pi) ** 2
+    return Problem(
+        residual=lambda u, x: laplacian(u, x) + k**2 * u(x) - factor * exact(x),
+        domain=Box([-1.0, -1.0], [1.0, 1.0]),
+        conditions={"boundary": Dirichlet(0.0)},
+        exact=exact,
+    )
+
+
+def klein_gordon(k: float = 2.0, t_final: float = 10.0) -> Problem:
+    """The (2+1)-d Klein-Gordon equation `u_tt - (u_xx + u_yy) + u^2 = f` on `[-1, 1]^2 x
+    [0, t_final]` with `u = (x + y) cos(k t) + x y sin(k t)` (Cho et al., "Separable PINNs",
+    2023; the PIG paper's setting k = 2, t_final = 10): `u(x, y, 0) = x + y` and Dirichlet data
+    from `u` on the lateral boundary; as in both papers, no condition on `u_t` at `t = 0`.
+    Points are `(x, y, t)`. Terms: `residual`, `initial`, `boundary`."""
+    exact = lambda p: (p[0] + p[1]) * jnp.cos(k * p[2]) + p[0] * p[1] * jnp.sin(k * p[2])
+    wave = {(0, 0, 2): 1.0, (2, 0, 0): -1.0, (0, 2, 0): -1.0}
+    source = lambda p: differential_operator(exact, p, wave) + exact(p) ** 2
+    return Problem(
+        residual=lambda u, p: differential_operator(u, p, wave) + u(p) ** 2 - source(p),
+        domain=SpaceTime(Box([-1.0, -1.0], [1.0, 1.0]), 0.0, t_final),
+        conditions={"initial": Initial(exact), "boundary": Dirichlet(exact)},
+        exact=exact,
+    )
+
+
+_VT_MAX = 0.385
+
+
+def _flow_mixing_fields(x, y):
+    r = jnp.sqrt(x**2 + y**2)
+    safe = jnp.maximum(r, 1e-12)
+    # v_t / r = sech^2(r) tanh(r) / r -> 1 as r -> 0.
+    vt_over_r = jnp.where(r > 1e-6, jnp.tanh(safe) / safe, 1.0 - r**2 / 3) / jnp.cosh(r) ** 2
+    a = -vt_over_r / _VT_MAX * y
+    b = vt_over_r / _VT_MAX * x
+    omega = vt_over_r / _VT_MAX
+    return a, b, omega
+
+
+def flow_mixing() -> Problem:
+    """`u_t + a u_x + b u_y = 0` on `[-4, 4]^2 x [0, 4]`: a vortex with
+    `(a, b) = (v_t / v_t,max) (-y, x) / r`, `v_t = sech^2(r) tanh(r)`, `v_t,max = 0.385`, and
+    exact solution `u = -tanh(y/2 cos(w t) - x/2 sin(w t))`, `w = v_t / (r v_t,max)`
+    (Cho et al., "Separable PINNs", 2023; the PIG paper's flow mixing). Points are `(x, y, t)`.
+    Terms: `residual`, `initial`, `boundary`."""
+
+    def exact(p):
+        x, y, t = p
+        omega = _flow_mixing_fields(x, y)[2]
+        return -jnp.tanh(y / 2 * jnp.cos(omega * t) - x / 2 * jnp.sin(omega * t))
+
+    def residual(u, p):
+        a, b, _ = _flow_mixing_fields(p[0], p[1])
+        du = jax.grad(lambda q: jnp.squeeze(u(q)))(p)
+        return du[2] + a * du[0] + b * du[1]
+
+    return Problem(
+        residual=residual,
+        domain=SpaceTime(Box([-4.0, -4.0], [4.0, 4.0]), 0.0, 4.0),
+        conditions={"initial": Initial(exact), "boundary": Dirichlet(exact)},
+        exact=exact,
+    )
+
+
+def nonlinear_diffusion_initial(p):
+    """The initial condition of `nonlinear_diffusion`: three Gaussian bumps (SPINN's
+    `diffusion3d`)."""
+    x, y = p[0], p[1]
+    return (
+        0.25 * jnp.exp(-((x - 0.3) ** 2 + (y - 0.2) ** 2) / 0.1)
+        + 0.4 * jnp.exp(-15 * ((x + 0.5) ** 2 + (y + 0.1) ** 2))
+        + 0.3 * jnp.exp(-20 * (x**2 + (y + 0.5) ** 2))
+    )
+
+
+def nonlinear_diffusion(*, resolution: int = 100, num_times: int = 101) -> Problem:
+    """`u_t = 0.05 (|grad u|^2 + u Lap u)` on `[-1, 1]^2 x [0, 1]`, `u = 0` on the boundary,
+    three Gaussian bumps at `t = 0` (the (2+1)-d diffusion problem of Cho et al. 2023, the PIG
+    paper's nonlinear diffusion). Reference: `sciml.data.nonlinear_diffusion_reference` on the
+    `(resolution + 1)^2` nodes at `num_times` times (default: the benchmark's 101^3 test grid;
+    about 10 s to compute on a 2-core CPU). Points are `(x, y, t)`.
+    Terms: `residual`, `initial`, `boundary`."""
+    from ..data import nonlinear_diffusion_reference
+
+    alpha = 0.05
+
+    def residual(u, p):
+        scalar = lambda q: jnp.squeeze(u(q))
+        du = jax.grad(scalar)(p)
+        lap = laplacian(lambda q: scalar(jnp.append(q, p[2])), p[:2])
+        return du[2] - alpha * (du[0] ** 2 + du[1] ** 2 + scalar(p) * lap)
+
+    x, y, t, u = nonlinear_diffusion_reference(resolution=resolution, num_times=num_times)
+    grid = np.stack(np.meshgrid(np.asarray(x), np.asarray(y), np.asarray(t), indexing="ij"), -1)
+    values = np.transpose(np.asarray(u), (1, 2, 0))  # (t, x, y) -> (x, y, t)
+    return Problem(
+        residual=residual,
+        domain=SpaceTime(Box([-1.0, -1.0], [1.0, 1.0]), 0.0, 1.0),
+        conditions={"initial": Initial(nonlinear_diffusion_initial), "boundary": Dirichlet(0.0)},
+        reference=(jnp.asarray(grid.reshape(-1, 3)), jnp.asarray(values.reshape(-1))),
+    )
+
+
+def allen_cahn(
+    eps: float = 1e-4, gamma: float = 5.0, *, resolution: int = 512, num_times: int = 201
+) -> Problem:
+    """`u_t - eps u_xx + gamma (u^3 - u) = 0` on `[-1, 1] x [0, 1]`, periodic in `x`,
+    `u(x, 0) = x^2 cos(pi x)` (Raissi et al. 2019; JAX-PI and the PIG paper). Reference:
+    `sciml.data.allen_cahn_reference` (Fourier pseudo-spectral, ETDRK4) on `resolution` x
+    `num_times` points. Points are `(x, t)`. Terms: `residual`, `initial`, `periodic`."""
+    from ..data import allen_cahn_reference
+
+    def residual(u, p):
+        scalar = lambda q: jnp.squeeze(u(q))
+        u_t = _time_derivative(scalar, p)
+        u_xx = differential_operator(scalar, p, {(2, 0): 1.0})
+        value = scalar(p)
+        return u_t - eps * u_xx + gamma * (value**3 - value)
+
+    x, t, u = allen_cahn_reference(resolution=resolution, num_times=num_times)
+    grid = np.stack(np.meshgrid(np.asarray(x), np.asarray(t), indexing="ij"), -1)
+    values = np.asarray(u).T  # (t, x) -> (x, t)
+    return Problem(
+        residual=residual,
+        domain=SpaceTime(Box([-1.0], [1.0]), 0.0, 1.0),
+        conditions={
+            "initial": Initial(lambda p: p[0] ** 2 * jnp.cos(jnp.pi * p[0])),
+            "periodic": Periodic(axis=0, derivatives=(0, 1)),
+        },
+        reference=(jnp.asarray(grid.reshape(-1, 2)), jnp.asarray(values.reshape(-1))),
+    )
+
+
+BENCHMARKS: dict[str, Callable[..., Problem]] = {
+    "poisson_2d": poisson_2d,
+    "helmholtz_2d": helmholtz_2d,
+    "klein_gordon": klein_gordon,
+    "flow_mixing": flow_mixing,
+    "nonlinear_diffusion": nonlinear_diffusion,
+    "allen_cahn": allen_cahn,
+}
