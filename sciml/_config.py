@@ -49,7 +49,15 @@ def _probability(x):
 
 _ACTIVATIONS = ("gelu", "relu", "tanh", "silu", "elu")
 
+_KIND = Option(
+    str,
+    "operator",
+    choices=("operator", "pinn"),
+    help="operator: learn a solution operator from data; pinn: solve one PDE (sciml.pinn)",
+)
+
 SCHEMA: dict[str, dict[str, Option] | Option] = {
+    "kind": _KIND,
     "name": Option(
         str,
         "run",
@@ -196,6 +204,141 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
         "plot_samples": Option(int, 3, check=_nonnegative, allowed=">= 0"),
     },
 }
+
+
+def _positive_list(length: int | None = None):
+    def check(values):
+        return (length is None or len(values) == length) and all(v > 0 for v in values)
+
+    return check
+
+
+PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
+    "kind": _KIND,
+    "name": SCHEMA["name"],
+    "seed": Option(int, 0, check=_nonnegative, allowed=">= 0", help="PRNG seed (model, points)"),
+    "problem": {
+        "name": Option(
+            str,
+            "poisson_2d",
+            choices=(
+                "poisson_2d",
+                "helmholtz_2d",
+                "klein_gordon",
+                "flow_mixing",
+                "nonlinear_diffusion",
+                "allen_cahn",
+            ),
+            help="a problem of sciml.pinn.benchmarks",
+        ),
+        "reference_resolution": Option(
+            int, 0, check=_nonnegative, allowed=">= 0 (0: the problem's default)"
+        ),
+    },
+    "model": {
+        "name": Option(
+            str,
+            "mlp",
+            choices=("mlp", "pig"),
+            help="which model trains: the [model.mlp] or the [model.pig] table; a config may "
+            "describe both, so that one file runs the comparison",
+        ),
+        "hard_constraint": Option(
+            bool, False, help="enforce u = 0 on the boundary by the ansatz distance x network"
+        ),
+        "mlp": {
+            "width": Option(int, 64, check=_positive, allowed=">= 1"),
+            "depth": Option(int, 4, check=_positive, allowed=">= 1", help="hidden layers"),
+            "activation": Option(str, "tanh", choices=("tanh", "sin", "gelu", "silu")),
+            "fourier_features": Option(
+                int, 0, check=_nonnegative, allowed=">= 0 (0: none)", help="random features"
+            ),
+            "fourier_scale": Option(float, 1.0, check=_positive, allowed="> 0"),
+            "periodic": Option(bool, False, help="exact periodic embedding of periodic axes"),
+        },
+        "pig": {
+            "num_gaussians": Option(int, 400, check=_positive, allowed=">= 1"),
+            "feature_dim": Option(int, 4, check=_positive, allowed=">= 1"),
+            "hidden": Option(int, 16, check=_positive, allowed=">= 1", help="MLP width"),
+            "layers": Option(int, 2, check=_positive, allowed=">= 1", help="MLP hidden layers"),
+            "covariance": Option(str, "diagonal", choices=("diagonal", "full")),
+            "parametrization": Option(str, "cholesky", choices=("cholesky", "rotation")),
+            "init_sigma": Option(
+                float, 0.0, check=_nonnegative, allowed=">= 0 (0: from the mean spacing)"
+            ),
+        },
+    },
+    "train": {
+        "steps": Option(int, 10000, check=_nonnegative, allowed=">= 0"),
+        "learning_rate": Option(float, 1e-3, check=lambda x: 0 < x < 1, allowed="0 < lr < 1"),
+        "decay_rate": Option(
+            float, 0.9, check=_probability, allowed="0 < rate <= 1", help="exponential decay"
+        ),
+        "decay_steps": Option(int, 2000, check=_positive, allowed=">= 1"),
+        "lbfgs_steps": Option(int, 0, check=_nonnegative, allowed=">= 0"),
+        "num_residual": Option(int, 4096, check=_positive, allowed=">= 1"),
+        "num_boundary": Option(int, 512, check=_positive, allowed=">= 1"),
+        "num_initial": Option(int, 512, check=_positive, allowed=">= 1"),
+        "num_periodic": Option(int, 256, check=_positive, allowed=">= 1"),
+        "sampler": Option(str, "uniform", choices=("uniform", "sobol", "lhs", "grid")),
+        "resample_every": Option(
+            int, 0, check=_nonnegative, allowed=">= 0 (0: fixed points)", help="steps"
+        ),
+        "adaptive": Option(bool, False, help="residual-based adaptive resampling (RAD)"),
+        "balancing": Option(str, "fixed", choices=("fixed", "grad_norm")),
+        "balance_every": Option(int, 1000, check=_positive, allowed=">= 1"),
+        "weights": Option(
+            list,
+            [],
+            item_type=float,
+            check=lambda w: all(x > 0 for x in w),
+            allowed="positive numbers, one per loss term in the problem's order",
+            help="initial loss weights, e.g. [1.0, 100.0] for residual, boundary",
+        ),
+        "causal_chunks": Option(int, 0, check=_nonnegative, allowed=">= 0 (0: off)"),
+        "causal_tolerance": Option(float, 1.0, check=_positive, allowed="> 0"),
+        "float64": Option(bool, False, help="train in double precision"),
+        "eval_every": Option(int, 1000, check=_positive, allowed=">= 1", help="steps"),
+        "checkpoint_every": Option(int, 0, check=_nonnegative, allowed=">= 0 (0: eval_every)"),
+        "keep_checkpoints": Option(int, 3, check=_positive, allowed=">= 1"),
+        "progress": Option(bool, True),
+    },
+}
+
+PINN_TERMS = {
+    "poisson_2d": ("residual", "boundary"),
+    "helmholtz_2d": ("residual", "boundary"),
+    "klein_gordon": ("residual", "initial", "boundary"),
+    "flow_mixing": ("residual", "initial", "boundary"),
+    "nonlinear_diffusion": ("residual", "initial", "boundary"),
+    "allen_cahn": ("residual", "initial", "periodic"),
+}
+
+
+def _validate_pinn(raw: dict) -> dict:
+    config = _validate(raw, PINN_SCHEMA)
+    train = config["train"]
+    if train["steps"] + train["lbfgs_steps"] == 0:
+        raise _fail("train.steps", 0, "train.steps or train.lbfgs_steps must be positive")
+    terms = PINN_TERMS[config["problem"]["name"]]
+    if train["weights"] and len(train["weights"]) != len(terms):
+        raise _fail(
+            "train.weights",
+            train["weights"],
+            f"give {len(terms)} weights, for the terms {', '.join(terms)}",
+        )
+    zero_dirichlet = ("poisson_2d", "helmholtz_2d", "nonlinear_diffusion")
+    if config["model"]["hard_constraint"] and config["problem"]["name"] not in zero_dirichlet:
+        raise _fail(
+            "model.hard_constraint",
+            True,
+            f"allowed only for problems with u = 0 on the boundary: {', '.join(zero_dirichlet)}",
+        )
+    if train["causal_chunks"] and "initial" not in terms:
+        raise _fail("train.causal_chunks", train["causal_chunks"], "needs a time-dependent problem")
+    if train["adaptive"] and not train["resample_every"]:
+        raise _fail("train.adaptive", True, "needs train.resample_every > 0")
+    return config
 
 
 def _describe_type(option: Option) -> str:
@@ -472,6 +615,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def validate_config(raw: dict) -> dict:
     """Fills in defaults and checks every key; raises `ConfigError` on the first problem."""
+    kind = raw.get("kind", "operator")
+    if kind == "pinn":
+        return _validate_pinn(raw)
     config = _validate(raw, SCHEMA)
     _cross_checks(raw, config)
     return config

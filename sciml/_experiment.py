@@ -254,6 +254,10 @@ def run_experiment(config: dict, run_dir: Path, *, resume: bool = False) -> dict
     on the accelerator's default.
     """
     with jax.default_matmul_precision("highest"):
+        if config.get("kind") == "pinn":
+            from ._pinn_experiment import run_pinn
+
+            return run_pinn(config, run_dir, resume=resume)
         return _run_experiment(config, run_dir, resume=resume)
 
 

@@ -1,0 +1,88 @@
+"""`sciml run` with `kind = "pinn"` configs: validation, a tiny run end to end, and resume."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sciml._config import ConfigError, load_config, validate_config
+
+REPO = Path(__file__).parent.parent
+CONFIGS = sorted((REPO / "experiments").glob("pinn_*.toml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_benchmark_configs_are_valid_for_both_models(path):
+    for model in ("pig", "mlp"):
+        config = load_config(path, [f"model.name={model}"])
+        assert config["kind"] == "pinn" and config["model"]["name"] == model
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"problem": {"name": "heat"}}, "'problem.name' = 'heat' is invalid: allowed: "),
+        ({"model": {"pig": {"num_gaussians": 0}}}, "'model.pig.num_gaussians' = 0 is invalid"),
+        ({"model": {"widht": 3}}, "unknown config key 'model.widht'"),
+        ({"train": {"weights": [1.0]}}, "give 2 weights, for the terms residual, boundary"),
+        (
+            {"problem": {"name": "allen_cahn"}, "model": {"hard_constraint": True}},
+            "'model.hard_constraint' = True is invalid: allowed only for problems with u = 0",
+        ),
+        ({"train": {"adaptive": True}}, "'train.adaptive' = True is invalid: needs"),
+        ({"train": {"causal_chunks": 8}}, "'train.causal_chunks' = 8 is invalid"),
+        ({"train": {"steps": 0}}, "train.steps or train.lbfgs_steps must be positive"),
+        ({"train": {"sampler": "halton"}}, "'train.sampler' = 'halton' is invalid"),
+    ],
+)
+def test_invalid_pinn_configs(raw, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate_config({"kind": "pinn", **raw})
+
+
+def _sciml(*args, cwd):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(
+        [sys.executable, "-m", "sciml", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+TINY = [
+    "train.steps=40",
+    "train.lbfgs_steps=10",
+    "train.eval_every=20",
+    "train.num_residual=64",
+    "train.num_boundary=32",
+    "train.progress=false",
+    "model.pig.num_gaussians=16",
+]
+
+
+def test_pinn_run_end_to_end_and_resume(tmp_path):
+    sets = [a for s in TINY for a in ("--set", s)]
+    config = str(REPO / "experiments" / "pinn_poisson.toml")
+    out = _sciml("run", config, *sets, "--runs-dir", "runs", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert 0 < results["test_relative_l2"] < 1.5 and results["params"] > 0
+    for name in ("config.toml", "metrics.jsonl", "plots/loss.png", "plots/solution.png"):
+        assert (run_dir / name).is_file(), name
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").open()]
+    assert steps == [20, 40, 50]
+    # Resuming a finished run with a larger budget continues from its last checkpoint.
+    resumed = _sciml("run", "--resume", str(run_dir), "--set", "train.lbfgs_steps=20", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").open()]
+    assert steps == [20, 40, 50, 60]
+
+
+def test_pinn_run_rejects_bad_override(tmp_path):
+    config = str(REPO / "experiments" / "pinn_poisson.toml")
+    out = _sciml("run", config, "--set", "train.weights=[1.0, 2.0, 3.0]", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "train.weights" in out.stderr and "give 2 weights" in out.stderr
+    assert not (tmp_path / "runs").exists()
