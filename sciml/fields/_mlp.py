@@ -188,7 +188,7 @@ class MLP(eqx.Module):
     3. **random Fourier features** (if `fourier_features=m`): `v -> [cos(2 pi B v),
         sin(2 pi B v)]`, `B` an `(m, len(v))` matrix drawn from `N(0, fourier_scale^2)` at
         initialisation (Tancik et al. 2020). `B` is *not* trained: it is wrapped in
-        `jax.lax.stop_gradient` in `__call__`, so gradients with respect to it are exactly
+        `jax.lax.stop_gradient` in `embed`, so gradients with respect to it are exactly
         zero. (An optimiser with weight decay, e.g. `optax.adamw`, still shrinks every array
         leaf it is given: exclude `fourier_matrix` from its parameters with a filter.)
     4. `depth` hidden layers of `width` units with `activation`, then a linear output layer.
