@@ -145,14 +145,15 @@ def nonlinear_diffusion(*, resolution: int = 100, num_times: int = 101) -> Probl
         lap = laplacian(lambda q: scalar(jnp.append(q, p[2])), p[:2])
         return du[2] - alpha * (du[0] ** 2 + du[1] ** 2 + scalar(p) * lap)
 
-    x, y, t, u = nonlinear_diffusion_reference(resolution=resolution, num_times=num_times)
+    with jax.enable_x64(True):  # the reference is computed in float64 whatever the run uses
+        x, y, t, u = map(np.asarray, nonlinear_diffusion_reference(resolution, num_times))
     grid = np.stack(np.meshgrid(np.asarray(x), np.asarray(y), np.asarray(t), indexing="ij"), -1)
     values = np.transpose(np.asarray(u), (1, 2, 0))  # (t, x, y) -> (x, y, t)
     return Problem(
         residual=residual,
         domain=SpaceTime(Box([-1.0, -1.0], [1.0, 1.0]), 0.0, 1.0),
         conditions={"initial": Initial(nonlinear_diffusion_initial), "boundary": Dirichlet(0.0)},
-        reference=(jnp.asarray(grid.reshape(-1, 3)), jnp.asarray(values.reshape(-1))),
+        reference=(jnp.asarray(grid.reshape(-1, 3), float), jnp.asarray(values.reshape(-1), float)),
     )
 
 
@@ -172,7 +173,8 @@ def allen_cahn(
         value = scalar(p)
         return u_t - eps * u_xx + gamma * (value**3 - value)
 
-    x, t, u = allen_cahn_reference(resolution=resolution, num_times=num_times)
+    with jax.enable_x64(True):  # the reference is computed in float64 whatever the run uses
+        x, t, u = map(np.asarray, allen_cahn_reference(resolution, num_times))
     grid = np.stack(np.meshgrid(np.asarray(x), np.asarray(t), indexing="ij"), -1)
     values = np.asarray(u).T  # (t, x) -> (x, t)
     return Problem(
@@ -182,7 +184,7 @@ def allen_cahn(
             "initial": Initial(lambda p: p[0] ** 2 * jnp.cos(jnp.pi * p[0])),
             "periodic": Periodic(axis=0, derivatives=(0, 1)),
         },
-        reference=(jnp.asarray(grid.reshape(-1, 2)), jnp.asarray(values.reshape(-1))),
+        reference=(jnp.asarray(grid.reshape(-1, 2), float), jnp.asarray(values.reshape(-1), float)),
     )
 
 
