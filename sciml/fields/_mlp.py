@@ -13,27 +13,10 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from ..operators._spectral import _check_dtype, _default_floating_dtype
+
 # The standard deviation of a standard normal truncated to [-2, 2] (as in `jax.nn.initializers`).
 _TRUNCATED_STD = 0.87962566103423978
-
-
-def _default_floating_dtype():
-    return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
-
-
-def _check_dtype(cls_name: str, dtype):
-    if dtype is None:
-        return _default_floating_dtype()
-    try:
-        ok = jnp.issubdtype(dtype, jnp.floating)
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"`{cls_name}` got `dtype={dtype!r}`, but it must be a real floating dtype such as "
-            "`jnp.float32` or `jnp.float64` (or None for JAX's default)."
-        )
-    return dtype
 
 
 def _check_int(cls_name: str, name: str, value, minimum: int) -> int:
