@@ -9,6 +9,7 @@
 - `sciml.data`: Gaussian random fields, differentiable solvers (Darcy, Burgers, Navier-Stokes),
   dataset recipes and files.
 - `sciml.train`: losses, normalizers, batching, `train_step`, checkpoints, plots and `fit`.
+- `sciml.interop`: Flax (NNX and Linen) models as sciml models and back.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -16,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import data as data
 from . import derivatives as derivatives
 from . import fields as fields
+from . import interop as interop
 from . import operators as operators
 from . import pinn as pinn
 from . import train as train

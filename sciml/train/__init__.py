@@ -13,6 +13,7 @@ from ._losses import batch_loss as batch_loss
 from ._losses import h1_loss as h1_loss
 from ._losses import mse as mse
 from ._losses import relative_l2 as relative_l2
+from ._normalize import NonTrainable as NonTrainable
 from ._normalize import Normalized as Normalized
 from ._normalize import UnitGaussianNormalizer as UnitGaussianNormalizer
 from ._normalize import trainable_filter as trainable_filter

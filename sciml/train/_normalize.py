@@ -1,4 +1,5 @@
-"""Pointwise Gaussian normalisation of inputs/outputs and the trainable-parameter filter."""
+"""Pointwise Gaussian normalisation of inputs/outputs, the `NonTrainable` marker and the
+trainable-parameter filter."""
 
 from typing import Any
 
@@ -202,8 +203,32 @@ class Normalized(eqx.Module):
         return y
 
 
-def _is_normalizer(x: Any) -> bool:
-    return isinstance(x, UnitGaussianNormalizer)
+class NonTrainable(eqx.Module):
+    """Marks a pytree as constant state that training must not change.
+
+    [`sciml.train.trainable_filter`][] gives `False` for every leaf inside, so `train_step`,
+    `init_optimizer`, `fit` and `sciml.pinn.solve` never differentiate, update or decay it.
+    It is an ordinary pytree otherwise: `jax.jit`, `eqx.filter_*` and checkpoints see its
+    leaves. The marker says nothing about gradients: a model that reads `value` should wrap
+    it in `jax.lax.stop_gradient` so that plain `jax.grad` gives zero for it too.
+
+    **Arguments:**
+
+    - `value`: any pytree, e.g. batch statistics or RNG state of a wrapped Flax model.
+
+    **Example:**
+
+    ```python
+    state = NonTrainable({"mean": jnp.zeros(3)})
+    trainable_filter(state)  # NonTrainable(value={"mean": False})
+    ```
+    """
+
+    value: PyTree
+
+
+def _is_constant(x: Any) -> bool:
+    return isinstance(x, UnitGaussianNormalizer | NonTrainable)
 
 
 def trainable_filter(model: PyTree) -> PyTree[bool]:
@@ -217,13 +242,13 @@ def trainable_filter(model: PyTree) -> PyTree[bool]:
 
     A pytree of the same structure with `bool` leaves: `True` for floating-point (inexact)
     arrays, `False` for everything else and for every leaf inside a
-    [`sciml.train.UnitGaussianNormalizer`][]. Use it with `eqx.partition` /
+    [`sciml.train.UnitGaussianNormalizer`][] or a `NonTrainable`. Use it with `eqx.partition` /
     `eqx.filter`; `train_step` and `init_optimizer` use it by default.
     """
 
     def mark(x: Any) -> Any:
-        if _is_normalizer(x):
+        if _is_constant(x):
             return jtu.tree_map(lambda _: False, x)
         return eqx.is_inexact_array(x)
 
-    return jtu.tree_map(mark, model, is_leaf=_is_normalizer)
+    return jtu.tree_map(mark, model, is_leaf=_is_constant)
