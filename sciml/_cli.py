@@ -86,6 +86,26 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="continue an interrupted run from its last complete checkpoint",
     )
+    run.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="run the config for every combination of the values of all --sweep keys "
+        "(repeatable; each value is read like a --set value, the list is split at top-level "
+        "commas: 'model.modes=[8,8],[12,12]' is two values); the runs go into "
+        "RUNS_DIR/NAME-sweep-TIME/ with summary.md, summary.csv and summary.json: mean, "
+        "sample std, min and max of every final metric over the seeds",
+    )
+    run.add_argument(
+        "--seeds",
+        type=_positive_int("--seeds"),
+        metavar="N",
+        help="run each grid point (without --sweep: the config) with the seeds S, S+1, ..., "
+        "S+N-1, S the config's seed (default: N = 1)",
+    )
+    # Without this, argparse would take `--seed 3` as an abbreviation of `--seeds 3`.
+    run.add_argument("--seed", dest="seed_typo", help=argparse.SUPPRESS)
 
     ev = sub.add_parser("eval", help="evaluate a run's best model on fresh data, at any resolution")
     ev.add_argument("run_dir", help="a directory written by 'sciml run'")
@@ -156,9 +176,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fresh_dir(parent: Path, prefix: str) -> Path:
+    """`parent/prefix-<timestamp>`, with a numeric suffix if that exists already."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = parent / f"{prefix}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = parent / f"{prefix}-{stamp}-{suffix}"
+    return path
+
+
+def _run_and_report(config: dict, run_dir: Path, *, resume: bool) -> dict:
+    """One run of a validated config, with the console report of `sciml run`."""
+    from ._experiment import run_experiment
+
+    print(f"run directory: {run_dir}", flush=True)
+    results = run_experiment(config, run_dir, resume=resume)
+    print("final test metrics:")
+    for k, v in results.items():
+        print(f"  {k}: {v}")
+    print(f"results in {run_dir}/ (results.json, metrics.jsonl, plots/, checkpoints/)")
+    return results
+
+
 def _cmd_run(args) -> int:
     from ._config import ConfigError, load_config
 
+    if args.seed_typo is not None:
+        raise UsageError(
+            "sciml run: --seed is not an option; use --set seed=N for the seed, or --seeds N "
+            "to repeat the run over N seeds"
+        )
+    if args.sweep or args.seeds is not None:
+        return _cmd_sweep(args)
     if args.resume:
         run_dir = Path(args.resume)
         stored = run_dir / "config.toml"
@@ -181,25 +232,63 @@ def _cmd_run(args) -> int:
     if args.resume:
         run_dir = Path(args.resume)
     else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(args.runs_dir) / f"{config['name']}-{stamp}"
-        suffix = 1
-        while run_dir.exists():
-            suffix += 1
-            run_dir = Path(args.runs_dir) / f"{config['name']}-{stamp}-{suffix}"
+        run_dir = _fresh_dir(Path(args.runs_dir), config["name"])
 
-    from ._experiment import run_experiment
     from .data import DatasetError
 
-    print(f"run directory: {run_dir}", flush=True)
     try:
-        results = run_experiment(config, run_dir, resume=bool(args.resume))
-    except DatasetError as e:
+        _run_and_report(config, run_dir, resume=bool(args.resume))
+    except (DatasetError, ConfigError) as e:
         raise UsageError(f"sciml run: {e}") from None
-    print("final test metrics:")
-    for k, v in results.items():
-        print(f"  {k}: {v}")
-    print(f"results in {run_dir}/ (results.json, metrics.jsonl, plots/, checkpoints/)")
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    """`sciml run CONFIG --sweep ... --seeds N`: every grid point x seed as an ordinary run,
+    then one summary table (see `sciml._sweep`)."""
+    from . import _sweep
+
+    if args.resume:
+        raise UsageError(
+            "sciml run: --sweep and --seeds cannot be combined with --resume; resume the runs "
+            "of a sweep one at a time: sciml run --resume SWEEP_DIR/RUN"
+        )
+    if not args.config:
+        raise UsageError("sciml run: give a CONFIG file to sweep")
+    config_file = Path(args.config)
+    try:
+        runs = _sweep.plan_sweep(config_file, args.overrides, args.sweep, args.seeds or 1)
+    except _sweep.SweepError as e:
+        raise UsageError(f"sciml run: {e}") from None
+    sweep_dir = _fresh_dir(Path(args.runs_dir), f"{runs[0].config['name']}-sweep")
+    print(f"sweep directory: {sweep_dir} ({len(runs)} runs)", flush=True)
+
+    def run_one(config: dict, run_dir: Path) -> dict:
+        import jax
+
+        # A run may switch on float64 (PINN `train.float64`); the next starts as a fresh
+        # process would.
+        x64 = jax.config.jax_enable_x64
+        try:
+            return _run_and_report(config, run_dir, resume=False)
+        finally:
+            jax.config.update("jax_enable_x64", x64)
+
+    header = _sweep.describe(config_file, args.overrides, runs)
+    debug = bool(os.environ.get("SCIML_DEBUG"))
+    table = _sweep.run_sweep(runs, sweep_dir, run_one, header, debug=debug)
+    print()
+    print(table, end="")
+    print(f"summary in {sweep_dir}/ (summary.md, summary.csv, summary.json)")
+    failed = sum(r.status == "failed" for r in runs)
+    if failed:
+        which = f"all {failed} runs" if failed == len(runs) else f"{failed} of {len(runs)} runs"
+        print(
+            f"error: sciml run: {which} failed (see the status column of "
+            f"{sweep_dir / 'summary.md'})",
+            file=sys.stderr,
+        )
+        return RUNTIME_ERROR
     return 0
 
 
