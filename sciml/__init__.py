@@ -8,7 +8,8 @@
   partials) and the stochastic estimators (STDE) with their backward-mode baselines.
 - `sciml.data`: Gaussian random fields, differentiable solvers (Darcy, Burgers, Navier-Stokes),
   dataset recipes and files.
-- `sciml.train`: losses, normalizers, batching, `train_step`, checkpoints, plots and `fit`.
+- `sciml.train`: losses, normalizers, batching, `train_step`, checkpoints, plots, `fit` and
+  multi-device meshes (`make_mesh`, `shard_batch`).
 - `sciml.interop`: Flax (NNX and Linen) models as sciml models and back.
 """
 

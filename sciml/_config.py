@@ -49,6 +49,20 @@ def _probability(x):
 
 _ACTIVATIONS = ("gelu", "relu", "tanh", "silu", "elu")
 
+
+def _devices(value) -> bool:
+    return value == "all" or (isinstance(value, int) and value >= 1)
+
+
+_DEVICES = Option(
+    (int, str),
+    1,
+    check=_devices,
+    allowed="'all' or an integer >= 1",
+    help="devices to train on, data-parallel ('all': every local device; 1: the plain "
+    "single-device path)",
+)
+
 _KIND = Option(
     str,
     "operator",
@@ -198,6 +212,14 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
         "eval_every": Option(int, 1, check=_positive, allowed=">= 1", help="epochs"),
         "keep_checkpoints": Option(int, 3, check=_positive, allowed=">= 1"),
         "progress": Option(bool, True),
+        "devices": _DEVICES,
+        "model_parallel": Option(
+            int,
+            1,
+            check=_positive,
+            allowed=">= 1",
+            help="devices of train.devices that split large weights (FNO spectral weights)",
+        ),
     },
     "eval": {
         "batch_size": Option(int, 50, check=_positive, allowed=">= 1"),
@@ -302,6 +324,7 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
         "checkpoint_every": Option(int, 0, check=_nonnegative, allowed=">= 0 (0: eval_every)"),
         "keep_checkpoints": Option(int, 3, check=_positive, allowed=">= 1"),
         "progress": Option(bool, True),
+        "devices": _DEVICES,
     },
 }
 
@@ -342,6 +365,8 @@ def _validate_pinn(raw: dict) -> dict:
 
 
 def _describe_type(option: Option) -> str:
+    if option.type == (int, str):
+        return "an integer or a string"
     if option.type is list:
         return f"a list of {option.item_type.__name__}"
     if option.type is float:

@@ -253,15 +253,49 @@ def run_experiment(config: dict, run_dir: Path, *, resume: bool = False) -> dict
     Matrix products run at full float32 precision (no TF32 on GPUs), so results do not depend
     on the accelerator's default.
     """
+    mesh = build_mesh(config)
     with jax.default_matmul_precision("highest"):
         if config.get("kind") == "pinn":
             from ._pinn_experiment import run_pinn
 
-            return run_pinn(config, run_dir, resume=resume)
-        return _run_experiment(config, run_dir, resume=resume)
+            return run_pinn(config, run_dir, resume=resume, mesh=mesh)
+        return _run_experiment(config, run_dir, resume=resume, mesh=mesh)
 
 
-def _run_experiment(config: dict, run_dir: Path, *, resume: bool) -> dict:
+def build_mesh(config: dict) -> jax.sharding.Mesh | None:
+    """The device mesh that `train.devices` (and `train.model_parallel`) ask for; `None` for
+    the plain single-device path. Raises `ConfigError` for what the machine cannot do."""
+    from ._config import ConfigError
+
+    train_cfg = config["train"]
+    devices, model = train_cfg["devices"], train_cfg.get("model_parallel", 1)
+    if devices == 1 and model == 1:
+        return None
+    available = jax.devices()
+    n = len(available) if devices == "all" else devices
+    if n > len(available):
+        raise ConfigError(
+            f"config key 'train.devices' = {devices!r} is invalid: {len(available)} "
+            f"{available[0].platform} device(s) visible (on a CPU, "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=N provides N)"
+        )
+    if n % model != 0:
+        raise ConfigError(
+            f"config key 'train.model_parallel' = {model} is invalid: it must divide the "
+            f"{n} devices of train.devices"
+        )
+    batch_size = train_cfg.get("batch_size")
+    if batch_size is not None and batch_size % (n // model) != 0:
+        raise ConfigError(
+            f"config key 'train.batch_size' = {batch_size} is invalid: it must be a multiple "
+            f"of the {n // model} data-parallel devices"
+        )
+    return train.make_mesh(n, model=model)
+
+
+def _run_experiment(
+    config: dict, run_dir: Path, *, resume: bool, mesh: jax.sharding.Mesh | None = None
+) -> dict:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.toml"
@@ -299,12 +333,14 @@ def _run_experiment(config: dict, run_dir: Path, *, resume: bool) -> dict:
         keep_checkpoints=train_cfg["keep_checkpoints"],
         resume=resume,
         progress=progress,
+        mesh=mesh,
     )
     train_time = time.perf_counter() - start
 
-    final = train.evaluate(
-        model, (x_test, y_test), metrics, batch_size=config["eval"]["batch_size"]
-    )
+    eval_batch = config["eval"]["batch_size"]
+    if mesh is not None and eval_batch % train.data_size(mesh):
+        mesh = None  # evaluation is cheap: one device rather than an error
+    final = train.evaluate(model, (x_test, y_test), metrics, batch_size=eval_batch, mesh=mesh)
     final = {f"test_{k}": float(v) for k, v in final.items()}
     evaluated = [r for r in history if "eval_relative_l2" in r]
     best_epoch = min(evaluated, key=lambda r: r["eval_relative_l2"])["epoch"] if evaluated else None

@@ -86,7 +86,9 @@ def num_points(config: dict, problem: pinn.Problem) -> dict[str, int]:
     return {term: counts[term] for term in problem.terms}
 
 
-def run_pinn(config: dict, run_dir: Path, *, resume: bool = False) -> dict:
+def run_pinn(
+    config: dict, run_dir: Path, *, resume: bool = False, mesh: jax.sharding.Mesh | None = None
+) -> dict:
     train = config["train"]
     if train["float64"]:
         jax.config.update("jax_enable_x64", True)
@@ -136,6 +138,7 @@ def run_pinn(config: dict, run_dir: Path, *, resume: bool = False) -> dict:
         keep_checkpoints=train["keep_checkpoints"],
         resume=resume,
         progress=train["progress"],
+        mesh=mesh,
     )
     elapsed = time.perf_counter() - start
     params = eqx.filter(model, eqx.is_inexact_array)

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from .._progress import progress_bar
@@ -19,12 +20,16 @@ from ..train import (
     latest_checkpoint,
     plot_history,
     plot_solution,
+    replicate,
     restore_checkpoint,
     save_checkpoint,
+    shard_batch,
+    shard_params,
     train_step,
     trainable_filter,
 )
 from ..train._fit import _append_record, _learning_rate, _read_history, _write_history
+from ..train._sharding import is_writer, shard_like, sync
 from ._adaptive import grad_norm_weights, rad_resample
 from ._problem import RESIDUAL, Problem
 
@@ -162,6 +167,7 @@ def solve(
     progress: bool = True,
     filter_spec: PyTree[bool] | None = None,
     callback: Callable[[PyTree, dict[str, Any]], Any] | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[PyTree, list[dict[str, Any]]]:
     """Trains `model` to solve `problem`: `steps` first-order steps, then `lbfgs_steps` L-BFGS
     iterations.
@@ -214,6 +220,12 @@ def solve(
     - `progress`: a progress bar.
     - `filter_spec`: trainable leaves (default `trainable_filter(model)`).
     - `callback`: `callback(model, record)` after each record; truthy return stops.
+    - `mesh`: solve on several devices (`sciml.train.make_mesh()`): the points of every term
+        are split along their leading axis over the mesh's `"data"` axis
+        (`sciml.train.shard_batch`; a term whose point count the axis does not divide is
+        replicated), the model and optimiser states are replicated (`shard_params`). Equal
+        to the single-device solve up to floating-point rounding. With several processes
+        only process 0 writes to `run_dir`.
 
     **Returns:** `(model, history)`; records hold `step`, `phase` (`"adam"` or `"lbfgs"`),
     `train_loss` (mean over the block), `loss_<term>` and `weight_<term>` at its end,
@@ -276,6 +288,15 @@ def solve(
     if eval_set is None and (problem.exact is not None or problem.reference is not None):
         eval_set = problem.evaluation_set(dtype=dtype)
     key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    if mesh is None:
+        shard = lambda tree: tree
+    else:
+        shard = lambda tree: shard_batch(tree, mesh)
+        model, weights = shard_params(model, mesh), replicate(weights, mesh)
+        # Initialised under `jit`, the optimiser states inherit the parameters' shardings.
+        init = eqx.filter_jit(lambda opt, m: _strong(init_optimizer(opt, m, spec)))
+        opt_state = init(optimizer, model)
+        lbfgs_state = eqx.filter_jit(lambda m: _strong(lbfgs.init(eqx.filter(m, spec))))(model)
 
     step, history = 0, []
     first_points, points = points, None
@@ -288,6 +309,8 @@ def solve(
                 f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` or a fresh "
                 "directory."
             )
+        sync("sciml.pinn.solve: run_dir checked")  # no process writes before all checked
+        writer = is_writer()
         run_dir.mkdir(parents=True, exist_ok=True)
         if latest is not None:
             like_points = problem.sample(jax.random.key(0), num_points, "uniform", dtype=dtype)
@@ -302,15 +325,21 @@ def solve(
             state, meta = restore_checkpoint(latest, like)
             if not np.array_equal(np.asarray(state["key"]), np.asarray(key_data)):
                 raise ValueError(f"Cannot resume from `{latest}`: it was written with another key.")
+            if mesh is not None:
+                state = shard_like(state, like)
             model, opt_state = state["model"], state["opt_state"]
-            lbfgs_state, weights, points = state["lbfgs_state"], state["weights"], state["points"]
+            lbfgs_state, weights = state["lbfgs_state"], state["weights"]
+            points = shard(state["points"])
             step = int(meta["step"])
         history = [r for r in _read_history(metrics_path) if r["step"] <= step]
-        _write_history(metrics_path, history)
+        sync("sciml.pinn.solve: run restored")
+        if writer:
+            _write_history(metrics_path, history)
     if points is None and first_points is not None:
-        points = {name: jnp.asarray(x, dtype) for name, x in first_points.items()}
+        points = shard({name: jnp.asarray(x, dtype) for name, x in first_points.items()})
     elif points is None:
         points = problem.sample(jax.random.fold_in(key, 0), num_points, method, dtype=dtype)
+        points = shard(points)
 
     def boundaries(s: int) -> int:
         """The end of the block starting at step `s`."""
@@ -350,6 +379,7 @@ def solve(
                         adaptive,
                         model,
                     )
+                    points = shard(points)
             if phase == "adam":
                 model, opt_state, loss = _adam_block(
                     model,
@@ -386,7 +416,7 @@ def solve(
                     record["lr"] = lr
                 record["time_s"] = time.perf_counter() - start
                 history.append(record)
-                if run_dir is not None:
+                if run_dir is not None and writer:
                     _append_record(metrics_path, record)
                 if callback is not None:
                     stop = bool(callback(model, record))
@@ -394,7 +424,8 @@ def solve(
                 if "eval_relative_l2" in record:
                     postfix["rel_l2"] = f"{record['eval_relative_l2']:.3e}"
                 bar.set_postfix(postfix, refresh=False)
-            if run_dir is not None and (step % checkpoint_every == 0 or step == total or stop):
+            checkpoint = step % checkpoint_every == 0 or step == total or stop
+            if run_dir is not None and writer and checkpoint:
                 state = {
                     "model": model,
                     "opt_state": opt_state,
@@ -409,7 +440,7 @@ def solve(
     finally:
         bar.close()
 
-    if run_dir is not None and history:
+    if run_dir is not None and history and writer:
         plot_history(history, run_dir / "plots" / "loss.png", x="step")
         if eval_set is not None and 1 <= problem.domain.dim <= 3:
             pred = _error(model, problem, *eval_set)[1]

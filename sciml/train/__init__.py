@@ -20,6 +20,11 @@ from ._normalize import trainable_filter as trainable_filter
 from ._plots import plot_history as plot_history
 from ._plots import plot_predictions as plot_predictions
 from ._plots import plot_solution as plot_solution
+from ._sharding import data_size as data_size
+from ._sharding import make_mesh as make_mesh
+from ._sharding import replicate as replicate
+from ._sharding import shard_batch as shard_batch
+from ._sharding import shard_params as shard_params
 from ._step import evaluate as evaluate
 from ._step import init_optimizer as init_optimizer
 from ._step import train_step as train_step

@@ -7,7 +7,10 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 from jaxtyping import Array, PRNGKeyArray
+
+from ._sharding import batch_sharding
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
@@ -84,21 +87,37 @@ def _chunk_len(chunk: np.ndarray | slice) -> int:
     return len(chunk)
 
 
-def _take(array: Any, chunk: np.ndarray | slice) -> Array:
-    if isinstance(array, jax.Array):
-        return array[chunk]
-    return jax.device_put(np.asarray(array[chunk]))
+def _take(array: Any, chunk: np.ndarray | slice, mesh: Mesh | None = None) -> Array:
+    if mesh is None:
+        if isinstance(array, jax.Array):
+            return array[chunk]
+        return jax.device_put(np.asarray(array[chunk]))
+    shape = (_chunk_len(chunk), *array.shape[1:])
+    sharding = batch_sharding(mesh, shape)
+    if jax.process_count() == 1:
+        rows = array[chunk] if isinstance(array, jax.Array) else np.asarray(array[chunk])
+        return jax.device_put(rows, sharding)
+    # Several processes: each reads only the rows its own devices hold.
+    rows = np.arange(chunk.start, chunk.stop) if isinstance(chunk, slice) else chunk
+
+    def read(index: tuple[slice, ...]) -> np.ndarray:
+        return np.asarray(array[rows[index[0]]])[(slice(None), *index[1:])]
+
+    return jax.make_array_from_callback(shape, sharding, read)
 
 
 def _iterate(
-    arrays: Sequence[Any], chunks: Sequence[np.ndarray | slice], prefetch: int
+    arrays: Sequence[Any],
+    chunks: Sequence[np.ndarray | slice],
+    prefetch: int,
+    mesh: Mesh | None = None,
 ) -> Iterator[tuple[Array, ...]]:
     # `jax.device_put` is asynchronous, so keeping a look-ahead of up to `prefetch` batches
     # overlaps the host->device copy of the next batch with the computation on the current
     # one, while never holding more than `prefetch` batches on the device ourselves.
     queue: collections.deque[tuple[Array, ...]] = collections.deque()
     for chunk in chunks:
-        queue.append(tuple(_take(a, chunk) for a in arrays))
+        queue.append(tuple(_take(a, chunk, mesh) for a in arrays))
         if len(queue) >= prefetch:
             yield queue.popleft()
     while queue:
@@ -112,6 +131,7 @@ def batches(
     key: PRNGKeyArray | None = None,
     drop_last: bool = False,
     prefetch: int = 2,
+    mesh: Mesh | None = None,
 ) -> Iterator[tuple[Array, ...]]:
     """Iterates over mini-batches of host arrays, one epoch.
 
@@ -126,6 +146,9 @@ def batches(
     - `drop_last`: drop the last batch if it has fewer than `batch_size` samples.
     - `prefetch`: maximum number of batches this iterator holds on the device (the one just
         yielded included); the next batches are transferred while the current one is used.
+    - `mesh`: a device mesh (`make_mesh`): each batch is split along its leading axis over
+        the mesh's `"data"` axis (replicated when that axis does not divide it), see
+        `shard_batch`. With several processes each one reads only its devices' rows.
 
     **Returns:**
 
@@ -138,4 +161,4 @@ def batches(
     if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
         raise ValueError(f"`prefetch` must be a positive integer, got {prefetch!r}.")
     n = int(arrays[0].shape[0])
-    return _iterate(arrays, _batch_indices(n, batch_size, key, drop_last), prefetch)
+    return _iterate(arrays, _batch_indices(n, batch_size, key, drop_last), prefetch, mesh)

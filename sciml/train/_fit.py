@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from .._atomic import atomic_path, atomic_write_bytes
@@ -22,6 +23,7 @@ from ._batching import _batch_indices, _check_arrays, _check_batch_size, _iterat
 from ._checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from ._losses import relative_l2
 from ._plots import plot_history
+from ._sharding import data_size, is_writer, shard_like, shard_params, sync
 from ._step import evaluate, init_optimizer, train_step
 
 
@@ -92,6 +94,7 @@ def fit(
     progress: bool = True,
     filter_spec: PyTree[bool] | None = None,
     callback: Callable[[PyTree, dict[str, Any]], Any] | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[PyTree, list[dict[str, Any]]]:
     """Trains `model` by mini-batch gradient descent.
 
@@ -158,6 +161,17 @@ def fit(
         normalisers).
     - `callback`: `callback(model, record)` after each epoch's record; a truthy return value
         stops training after that epoch.
+    - `mesh`: train on several devices (`make_mesh()`: all local devices). Every batch is
+        split along its sample axis over the mesh's `"data"` axis (`shard_batch`), the model
+        and optimiser state are replicated, with large weights split over a `"model"` axis
+        of size > 1 (`shard_params`), and the same compiled `train_step` runs on all devices
+        (XLA inserts the gradient all-reduce). `batch_size` must be a multiple of the number
+        of data devices (a last partial batch that is not is replicated). The result equals
+        single-device training up to floating-point rounding. Checkpoints hold plain
+        (gathered) arrays, so a run may resume on another number of devices. With several
+        processes (`jax.distributed.initialize`), each reads only its devices' rows of every
+        batch and only process 0 writes to `run_dir` (which all of them must be able to read
+        to resume).
 
     **Returns:**
 
@@ -202,12 +216,22 @@ def fit(
     keep_checkpoints = _positive_int("keep_checkpoints", keep_checkpoints)
     if resume and run_dir is None:
         raise ValueError("`resume=True` needs a `run_dir` to resume from, got run_dir=None.")
+    if mesh is not None and batch_size % data_size(mesh) != 0:
+        raise ValueError(
+            f"`batch_size` = {batch_size} must be a multiple of the {data_size(mesh)} devices "
+            "of the mesh's 'data' axis."
+        )
     if jax.dtypes.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
         key_data = jax.random.key_data(key)
     else:
         key_data = jnp.asarray(key)
 
-    opt_state = init_optimizer(optimizer, model, filter_spec)
+    if mesh is None:
+        opt_state = init_optimizer(optimizer, model, filter_spec)
+    else:
+        model = shard_params(model, mesh)
+        # Initialised under `jit`, the optimiser state inherits its parameters' shardings.
+        opt_state = eqx.filter_jit(init_optimizer)(optimizer, model, filter_spec)
     step = 0
     history: list[dict[str, Any]] = []
     best_model = None
@@ -224,6 +248,8 @@ def fit(
                 f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` to continue "
                 "it, or a fresh directory."
             )
+        sync("sciml.fit: run_dir checked")  # no process writes before all have checked
+        writer = is_writer()
         run_dir.mkdir(parents=True, exist_ok=True)
         if latest is not None:
             like = {"model": model, "opt_state": opt_state, "key": key_data, "best_model": model}
@@ -239,15 +265,20 @@ def fit(
                     f"Cannot resume from `{latest}`: `key` differs from the key of the run; "
                     "pass the original key."
                 )
+            if mesh is not None:
+                state = shard_like(state, like)
             model, opt_state = state["model"], state["opt_state"]
             step = int(meta["step"])
             if eval_data is not None and meta.get("best_metric") is not None:
                 best_model = state["best_model"]
                 best_metric = float(meta["best_metric"])
-                _save_model(run_dir / "best_model.eqx", best_model)
+                if writer:
+                    _save_model(run_dir / "best_model.eqx", best_model)
         # Drop records newer than the checkpoint (or all of them, when starting afresh).
         history = [r for r in _read_history(metrics_path) if r["step"] <= step]
-        _write_history(metrics_path, history)
+        sync("sciml.fit: run restored")
+        if writer:
+            _write_history(metrics_path, history)
 
     epoch = step // nb
     stop = False
@@ -266,7 +297,7 @@ def fit(
             first, last = step - epoch * nb, min(nb, total_steps - epoch * nb)
             loss_sum = jnp.zeros(())
             count = 0
-            for x, y in _iterate(train_data, chunks[first:last], prefetch=2):
+            for x, y in _iterate(train_data, chunks[first:last], prefetch=2, mesh=mesh):
                 model, opt_state, loss = train_step(
                     model,
                     opt_state,
@@ -286,18 +317,18 @@ def fit(
                 "train_loss": float(loss_sum) / count,
             }
             if eval_data is not None and ((epoch + 1) % eval_every == 0 or step >= total_steps):
-                scores = evaluate(model, eval_data, eval_metrics, batch_size=batch_size)
+                scores = evaluate(model, eval_data, eval_metrics, batch_size=batch_size, mesh=mesh)
                 record.update({f"eval_{name}": value for name, value in scores.items()})
                 if scores[first_metric] < best_metric:
                     best_metric, best_model = scores[first_metric], model
-                    if run_dir is not None:
+                    if run_dir is not None and writer:
                         _save_model(run_dir / "best_model.eqx", best_model)
             lr = _learning_rate(opt_state)
             if lr is not None:
                 record["lr"] = lr
             record["epoch_time_s"] = time.perf_counter() - start_time
             history.append(record)
-            if run_dir is not None:
+            if run_dir is not None and writer:
                 _append_record(metrics_path, record)
             if callback is not None:
                 stop = bool(callback(model, record))
@@ -306,8 +337,10 @@ def fit(
                 postfix[first_metric] = f"{record[f'eval_{first_metric}']:.3e}"
             bar.set_postfix(postfix, refresh=False)
             epoch += 1
-            if run_dir is not None and (
-                epoch % checkpoint_every == 0 or step >= total_steps or stop
+            if (
+                run_dir is not None
+                and writer
+                and (epoch % checkpoint_every == 0 or step >= total_steps or stop)
             ):
                 state = {
                     "model": model,
@@ -325,7 +358,7 @@ def fit(
     finally:
         bar.close()
 
-    if run_dir is not None and history:
+    if run_dir is not None and history and writer:
         plot_history(history, run_dir / "plots" / "loss.png")
     if eval_data is not None and best_model is not None:
         return best_model, history

@@ -7,6 +7,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh
 from jaxtyping import Array, Float, PyTree
 
 from ._batching import _check_arrays, _check_batch_size, batches
@@ -92,6 +93,7 @@ def evaluate(
     metrics: Mapping[str, Callable[[Array, Array], Array]],
     *,
     batch_size: int,
+    mesh: Mesh | None = None,
 ) -> dict[str, float]:
     """Mean of per-sample metrics over a dataset, batch by batch.
 
@@ -103,6 +105,7 @@ def evaluate(
         e.g. `{"relative_l2": relative_l2}`.
     - `batch_size`: samples per evaluation batch (memory only: the result does not depend
         on it, apart from floating-point rounding).
+    - `mesh`: a device mesh (`make_mesh`): each batch is split over its `"data"` axis.
 
     **Returns:**
 
@@ -119,5 +122,7 @@ def evaluate(
         raise ValueError("`data` must contain at least one sample, got 0.")
     # Keep the per-batch sums on the device until the end (no host sync per batch), then
     # add them up in float64 on the host.
-    per_batch = [_metric_sums(model, x, y, metrics) for x, y in batches(data, batch_size)]
+    per_batch = [
+        _metric_sums(model, x, y, metrics) for x, y in batches(data, batch_size, mesh=mesh)
+    ]
     return {name: sum(float(s[name]) for s in per_batch) / n for name in metrics}
