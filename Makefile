@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= experiments/quickstart.toml
 
-.PHONY: run test lint format bench clean-venv
+.PHONY: run test lint format docs bench clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format sciml tests experiments
 	$(BIN)/ruff check --fix sciml tests experiments
+
+# The documentation (mkdocs.yml, docs/) into site/: API reference from the docstrings plus the
+# guides; offline, and --strict so that any warning fails. NO_MKDOCS_2_WARNING silences
+# mkdocs-material's end-of-life banner.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --clean --site-dir site
 
 clean-venv:
 	rm -rf $(VENV)

@@ -93,7 +93,7 @@ class ETDRK4(diffrax.AbstractSolver):
     r"""Fourth-order exponential time differencing Runge-Kutta for $y' = \Lambda y + N(t, y)$.
 
     Cox & Matthews (2002), "Exponential time differencing for stiff systems", J. Comput. Phys.
-    176, eq. (26)-(29), with the coefficients of [`etdrk4_coefficients`][] (Kassam & Trefethen
+    176, eq. (26)-(29), with the coefficients of `etdrk4_coefficients` (Kassam & Trefethen
     2005, "Fourth-order time-stepping for stiff PDEs", SIAM J. Sci. Comput. 26). The linear part
     $\Lambda$ is a real diagonal held by the solver and integrated exactly; the term passed to
     `diffrax.diffeqsolve` (an `ODETerm`) is the nonlinear part $N$ alone:

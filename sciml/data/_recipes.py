@@ -85,7 +85,7 @@ def darcy_recipe_sample(
 
     - `key`: a `jax.random` key.
     - `resolution`: nodes per axis of the output (boundary included), >= 3.
-    - `solve_resolution`: nodes per axis of the solve; see [`darcy_resolutions`][].
+    - `solve_resolution`: nodes per axis of the solve; see `darcy_resolutions`.
     - `zero_mean`: remove the constant mode of $g$. The paper's covariance includes it (the
       default, `False`); the FNO MATLAB generator zeroed it, which makes both phases appear in
       almost every sample (the constant mode carries about 57% of the pointwise variance).

@@ -11,7 +11,7 @@ are consistent to rounding.
 | `helmholtz_2d` | Lap u + k^2 u = q | [-1, 1]^2 | exact |
 | `klein_gordon` | u_tt - Lap u + u^2 = f | [-1, 1]^2 x [0, 10] | exact |
 | `flow_mixing` | u_t + a u_x + b u_y = 0 | [-4, 4]^2 x [0, 4] | exact |
-| `nonlinear_diffusion` | u_t = a (|grad u|^2 + u Lap u) | [-1, 1]^2 x [0, 1] | finite diff. |
+| `nonlinear_diffusion` | `u_t = a (|grad u|^2 + u Lap u)` | [-1, 1]^2 x [0, 1] | finite diff. |
 | `allen_cahn` | u_t - eps u_xx + 5 u^3 - 5 u = 0 | [-1, 1] x [0, 1], periodic | spectral |
 """
 
