@@ -17,6 +17,10 @@ pytest.importorskip("mkdocs", reason="the documentation tools come with the `dev
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+# One worker builds the site once for all tests here (pytest-xdist runs the suite).
+pytestmark = pytest.mark.xdist_group("docs_site")
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     out = tmp_path_factory.mktemp("site")

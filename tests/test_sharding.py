@@ -37,6 +37,7 @@ def eight_devices(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("eight_devices")  # one worker runs the 8-device process for both
 def test_batches_and_points_are_sharded(eight_devices):
     r = eight_devices
     assert r["devices"] == 8
@@ -52,6 +53,7 @@ def test_batches_and_points_are_sharded(eight_devices):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("eight_devices")
 def test_eight_devices_match_one(eight_devices):
     r = eight_devices
     # 20 steps, same model, data, global batch and seed. Plain SGD: parameters agree to a few
