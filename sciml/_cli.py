@@ -235,11 +235,20 @@ def _cmd_run(args) -> int:
         run_dir = _fresh_dir(Path(args.runs_dir), config["name"])
 
     from .data import DatasetError
+    from .train import NonFiniteError
 
     try:
         _run_and_report(config, run_dir, resume=bool(args.resume))
     except (DatasetError, ConfigError) as e:
         raise UsageError(f"sciml run: {e}") from None
+    except NonFiniteError as e:
+        hint = (
+            "raise train.max_rollbacks or lower train.learning_rate"
+            if config["train"]["on_nonfinite"] == "rollback"
+            else "lower train.learning_rate, or set train.on_nonfinite = 'rollback'"
+        )
+        print(f"error: sciml run: {e} ({hint})", file=sys.stderr)
+        return RUNTIME_ERROR
     return 0
 
 
@@ -380,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"run": _cmd_run, "eval": _cmd_eval, "data": _cmd_data}
         return commands[args.command](args)
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("interrupted; completed checkpoints and files are intact", file=sys.stderr)
@@ -389,9 +398,15 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("SCIML_DEBUG"):
             raise
         print(
-            f"error: {type(e).__name__}: {e} (set SCIML_DEBUG=1 for a traceback)", file=sys.stderr
+            f"error: {type(e).__name__}: {_one_line(e)} (set SCIML_DEBUG=1 for a traceback)",
+            file=sys.stderr,
         )
         return RUNTIME_ERROR
+
+
+def _one_line(error: BaseException) -> str:
+    # An error is reported in one line on stderr, whatever text an exception carries.
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,29 @@ _DEVICES = Option(
     "single-device path)",
 )
 
+_ON_NONFINITE = Option(
+    str,
+    "stop",
+    choices=("stop", "rollback", "skip"),
+    help="what a NaN or Inf in the loss, the gradient or an update does: stop (exit status 1, "
+    "naming the step and the last good checkpoint), rollback (to the newest checkpoint, with "
+    "the learning rate times train.rollback_lr_factor) or skip (that step only)",
+)
+_ROLLBACK_LR_FACTOR = Option(
+    float,
+    0.5,
+    check=lambda x: 0 < x < 1,
+    allowed="0 < factor < 1",
+    help="learning-rate factor per rollback (train.on_nonfinite = 'rollback')",
+)
+_MAX_ROLLBACKS = Option(
+    int,
+    3,
+    check=_positive,
+    allowed=">= 1",
+    help="rollbacks before giving up (train.on_nonfinite = 'rollback')",
+)
+
 _KIND = Option(
     str,
     "operator",
@@ -75,8 +99,9 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
     "name": Option(
         str,
         "run",
-        check=lambda s: s.replace("-", "").replace("_", "").isalnum(),
-        allowed="letters, digits, '-' and '_'",
+        # The run directory is NAME-<timestamp>; file names end at 255 bytes.
+        check=lambda s: s.replace("-", "").replace("_", "").isalnum() and len(s.encode()) <= 100,
+        allowed="letters, digits, '-' and '_', at most 100 characters",
         help="run name; prefix of the run dir",
     ),
     "seed": Option(int, 0, check=_nonnegative, allowed=">= 0", help="PRNG seed for training"),
@@ -213,6 +238,9 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
         "keep_checkpoints": Option(int, 3, check=_positive, allowed=">= 1"),
         "progress": Option(bool, True),
         "devices": _DEVICES,
+        "on_nonfinite": _ON_NONFINITE,
+        "rollback_lr_factor": _ROLLBACK_LR_FACTOR,
+        "max_rollbacks": _MAX_ROLLBACKS,
         "model_parallel": Option(
             int,
             1,
@@ -325,6 +353,9 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
         "keep_checkpoints": Option(int, 3, check=_positive, allowed=">= 1"),
         "progress": Option(bool, True),
         "devices": _DEVICES,
+        "on_nonfinite": _ON_NONFINITE,
+        "rollback_lr_factor": _ROLLBACK_LR_FACTOR,
+        "max_rollbacks": _MAX_ROLLBACKS,
     },
 }
 
@@ -374,25 +405,56 @@ def _describe_type(option: Option) -> str:
     return {int: "an integer", bool: "true or false", str: "a string"}[option.type]
 
 
+def _show(value: Any) -> str:
+    """`repr(value)` for a one-line message: shortened if long, safe for huge integers."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer with more digits than Python will print
+        return "<an integer too large to print>"
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _coerce(value: Any, expected: Any) -> Any:
+    """An int where a float is expected becomes a float (inf if too large), an integral float
+    where an int is expected an int; anything else is returned as it is."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    if expected is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _fits_int64(value: Any) -> bool:
+    return not isinstance(value, int) or -(2**63) <= value < 2**63
+
+
 def _check_value(key: str, value: Any, option: Option) -> Any:
+    shown = _show(value)
+
     def fail(what: str) -> ConfigError:
-        return ConfigError(f"config key '{key}' = {value!r} is invalid: {what}")
+        return ConfigError(f"config key '{key}' = {shown} is invalid: {what}")
 
     expected = option.type
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if expected is int and isinstance(value, float) and value.is_integer():
-        value = int(value)
+    value = _coerce(value, expected)
     if isinstance(value, bool) and expected is not bool:
         raise fail(f"expected {_describe_type(option)}")
     if not isinstance(value, expected):
         raise fail(f"expected {_describe_type(option)}")
+    if not _fits_int64(value):
+        raise fail("expected an integer below 2**63 in magnitude")
     if expected is float and not math.isfinite(value):
         raise fail("expected a finite number")
     if expected is list:
+        value = [_coerce(v, option.item_type) for v in value]
         if not all(isinstance(v, option.item_type) and not isinstance(v, bool) for v in value):
             raise fail(f"expected {_describe_type(option)}")
-        value = list(value)
+        if not all(_fits_int64(v) for v in value):
+            raise fail("expected integers below 2**63 in magnitude")
+        if option.item_type is float and not all(math.isfinite(v) for v in value):
+            raise fail("expected finite numbers")
     if option.choices is not None and value not in option.choices:
         allowed = ", ".join(repr(c) for c in option.choices)
         raise fail(f"allowed: {allowed}")
@@ -407,13 +469,15 @@ def _validate(raw: dict, schema: dict, prefix: str = "") -> dict:
         if key not in schema:
             full = prefix + key
             allowed = ", ".join(sorted(schema))
-            raise ConfigError(f"unknown config key '{full}'; allowed here: {allowed}")
+            raise ConfigError(f"unknown config key {_show(full)}; allowed here: {allowed}")
     for key, spec in schema.items():
         full = prefix + key
         if isinstance(spec, dict):
             sub = raw.get(key, {})
             if not isinstance(sub, dict):
-                raise ConfigError(f"config key '{full}' = {sub!r} is invalid: expected a table")
+                raise ConfigError(
+                    f"config key '{full}' = {_show(sub)} is invalid: expected a table"
+                )
             out[key] = _validate(sub, spec, full + ".")
         elif key in raw:
             out[key] = _check_value(full, raw[key], spec)
@@ -449,7 +513,7 @@ _SPATIAL_DIMS = {"darcy": 2, "burgers": 1, "navier_stokes": 2, "antiderivative":
 
 
 def _fail(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"config key '{key}' = {value!r} is invalid: {allowed}")
+    return ConfigError(f"config key '{key}' = {_show(value)} is invalid: {allowed}")
 
 
 def _check_applicable(raw: dict, config: dict) -> None:
@@ -490,13 +554,17 @@ def _check_recipe(config: dict) -> None:
         options["zero_mean"] = data["zero_mean"]
     try:
         get_recipe(data["recipe"]).info(data["resolution"], **options)
-    except ValueError as e:
+    except (ValueError, ArithmeticError) as e:
         # The recipe's message names its argument in backticks; report it as the config key.
         message = str(e)
         named = [k for k in ("resolution", *options) if f"`{k}`" in message]
+        if not named and isinstance(e, ArithmeticError):
+            # E.g. a tiny dt: the number of time steps overflows.
+            named = [k for k in ("dt", "t_final", "nu", "length_scale") if k in options]
+            message = f"the recipe cannot be set up with this value ({message})"
         key = named[0] if named else "resolution"
         raise ConfigError(
-            f"config key 'data.{key}' = {data[key]!r} is invalid for data.recipe = "
+            f"config key 'data.{key}' = {_show(data[key])} is invalid for data.recipe = "
             f"{data['recipe']!r}: {message}"
         ) from None
 
@@ -561,6 +629,14 @@ def _check_model(config: dict, dims: int) -> None:
                 )
     elif model["name"] == "mgno":
         levels = model["levels"]
+        if levels > resolution.bit_length():
+            # More levels than halvings of the grid (and 2 ** (levels - 1) may be huge).
+            raise _fail(
+                "model.levels",
+                levels,
+                f"allowed at most {resolution.bit_length()} for data.resolution = {resolution} "
+                "(each level halves the grid)",
+            )
         if len(model["channels"]) not in (1, levels):
             raise _fail(
                 "model.channels",
@@ -594,6 +670,15 @@ def _check_model(config: dict, dims: int) -> None:
 
 
 def _cross_checks(raw: dict, config: dict) -> None:
+    path = config["data"]["path"]
+    if path and not os.path.isfile(path):
+        what = "it is a directory" if os.path.isdir(path) else "no such file"
+        raise _fail(
+            "data.path",
+            path,
+            f"{what}; give a dataset file (written by `sciml data`), or leave it empty to "
+            "generate the data",
+        )
     _check_applicable(raw, config)
     _check_recipe(config)
     _check_model(config, _check_task(config))
@@ -611,16 +696,20 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     A value that is not valid TOML (e.g. `name=my-run`) is taken as a string.
     """
     if "=" not in text:
-        raise ConfigError(f"--set {text!r} is invalid: expected KEY=VALUE, e.g. train.epochs=10")
+        raise ConfigError(
+            f"--set {_show(text)} is invalid: expected KEY=VALUE, e.g. train.epochs=10"
+        )
     key, value = text.split("=", 1)
     key = key.strip()
     parts = key.split(".")
     if not key or not all(parts):
-        raise ConfigError(f"--set {text!r} is invalid: expected KEY=VALUE with a dotted key")
+        raise ConfigError(f"--set {_show(text)} is invalid: expected KEY=VALUE with a dotted key")
     try:
-        parsed = tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value
+        table = tomllib.loads(f"v = {value}")
+    except (ValueError, RecursionError):  # TOMLDecodeError, or an integer too long to read
+        table = {}
+    # More than `v` (e.g. `3\n[x]`) is not one TOML value either.
+    parsed = table["v"] if list(table) == ["v"] else value
     return parts, parsed
 
 
@@ -633,7 +722,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {text!r} is invalid: '{part}' is not a table")
+                raise ConfigError(f"--set {_show(text)} is invalid: {part!r} is not a table")
         node[parts[-1]] = value
     return raw
 
@@ -651,10 +740,20 @@ def validate_config(raw: dict) -> dict:
 def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
     """Reads a TOML config, applies `--set` overrides and validates it."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+    if not os.path.isfile(path):
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise ConfigError(f"config file {_show(str(path))} {what}; expected a TOML file")
     try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+        raw = tomllib.loads(path.read_bytes().decode("utf-8-sig"))  # a BOM is harmless
+    except OSError as e:
+        raise ConfigError(f"config file {_show(str(path))} cannot be read: {e}") from None
+    except (ValueError, RecursionError) as e:
+        # TOMLDecodeError, UnicodeDecodeError, an integer too long to read, or deep nesting.
+        reason = "nested too deeply" if isinstance(e, RecursionError) else e
+        raise ConfigError(f"config file {_show(str(path))} is not valid TOML: {reason}") from None
+    if not raw:
+        raise ConfigError(
+            f"config file {_show(str(path))} is empty (no keys); expected TOML keys and tables, "
+            'e.g. name = "my-run" and [train]'
+        )
     return validate_config(apply_overrides(raw, list(overrides)))

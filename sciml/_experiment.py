@@ -233,6 +233,28 @@ def metrics_for(config: dict) -> dict[str, Any]:
     }
 
 
+def nonfinite_options(train_cfg: dict) -> dict[str, Any]:
+    """The `on_nonfinite` keyword arguments of `fit` / `solve` from a `[train]` table; the
+    rollback keys set to anything but their defaults under another policy are a
+    `ConfigError` rather than silently ignored."""
+    from ._config import SCHEMA, ConfigError
+
+    policy = train_cfg["on_nonfinite"]
+    if policy == "rollback":
+        return {
+            "on_nonfinite": policy,
+            "rollback_lr_factor": train_cfg["rollback_lr_factor"],
+            "max_rollbacks": train_cfg["max_rollbacks"],
+        }
+    for key in ("rollback_lr_factor", "max_rollbacks"):
+        if train_cfg[key] != SCHEMA["train"][key].default:
+            raise ConfigError(
+                f"config key 'train.{key}' = {train_cfg[key]!r} does not apply to "
+                f"train.on_nonfinite = {policy!r}; it needs 'rollback'"
+            )
+    return {"on_nonfinite": policy}
+
+
 def measure_step_time(model, loss_fn, optimizer, batch, *, repeats: int = 10) -> float:
     """Median wall time in seconds of one compiled `train_step` on `batch` (after warm-up)."""
     opt_state = train.init_optimizer(optimizer, model)
@@ -296,6 +318,7 @@ def build_mesh(config: dict) -> jax.sharding.Mesh | None:
 def _run_experiment(
     config: dict, run_dir: Path, *, resume: bool, mesh: jax.sharding.Mesh | None = None
 ) -> dict:
+    nonfinite = nonfinite_options(config["train"])
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.toml"
@@ -334,6 +357,7 @@ def _run_experiment(
         resume=resume,
         progress=progress,
         mesh=mesh,
+        **nonfinite,
     )
     train_time = time.perf_counter() - start
 

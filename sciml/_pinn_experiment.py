@@ -14,6 +14,7 @@ import tomli_w
 
 from . import pinn
 from ._config import PINN_TERMS
+from ._experiment import nonfinite_options
 from .fields import MLP, PIG
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "sin": jnp.sin, "gelu": jax.nn.gelu, "silu": jax.nn.silu}
@@ -90,6 +91,7 @@ def run_pinn(
     config: dict, run_dir: Path, *, resume: bool = False, mesh: jax.sharding.Mesh | None = None
 ) -> dict:
     train = config["train"]
+    nonfinite = nonfinite_options(train)
     if train["float64"]:
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.float64 if train["float64"] else jnp.float32
@@ -139,6 +141,7 @@ def run_pinn(
         resume=resume,
         progress=train["progress"],
         mesh=mesh,
+        **nonfinite,
     )
     elapsed = time.perf_counter() - start
     params = eqx.filter(model, eqx.is_inexact_array)

@@ -3,6 +3,7 @@
 import os
 import pathlib
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,8 +29,22 @@ from ..train import (
     train_step,
     trainable_filter,
 )
-from ..train._fit import _append_record, _learning_rate, _read_history, _write_history
+from ..train._fit import (
+    _UNSKIPPABLE,
+    _append_record,
+    _learning_rate,
+    _nonfinite_options,
+    _read_history,
+    _Snapshots,
+    _write_history,
+)
 from ..train._sharding import is_writer, shard_like, sync
+from ..train._step import (
+    GuardState,
+    _guarded_update,
+    _nonfinite_error,
+    init_guard,
+)
 from ._adaptive import grad_norm_weights, rad_resample
 from ._problem import RESIDUAL, Problem
 
@@ -56,33 +71,63 @@ def _pinn_loss(problem: Problem) -> Callable:
     return loss_fn
 
 
+def _guarded_loop(step_fn, params, state, guard: GuardState, n: Array, dtype):
+    """Runs `step_fn(params, state, guard) -> (params, state, loss, guard)` `n` times in one
+    compiled loop; a sticky guard ends it at its first non-finite step. Returns the mean loss
+    over the applied steps."""
+
+    def cond(carry):
+        i, _, _, guard, _, _ = carry
+        go = i < n
+        if guard.sticky:  # the remaining steps could not be applied: leave at once
+            go = go & (guard.quantity == 0)
+        return go
+
+    def body(carry):
+        i, p, s, guard, total, count = carry
+        p, s, loss, guard = step_fn(p, s, guard)
+        total = total + jnp.where(guard.applied, loss, 0)
+        return i + 1, p, s, guard, total, count + guard.applied.astype(jnp.int32)
+
+    # `n` is traced (blocks of any length share one compilation), so `fori_loop` would be a
+    # `while_loop` anyway: the early exit adds nothing to its per-iteration test.
+    zero = jnp.zeros((), dtype)
+    init = (jnp.zeros((), jnp.int32), params, state, guard, zero, jnp.zeros((), jnp.int32))
+    _, params, state, guard, total, count = jax.lax.while_loop(cond, body, init)
+    return params, state, total / count, guard
+
+
 @eqx.filter_jit
-def _adam_block(model, opt_state, points, weights, problem, optimizer, filter_spec, n: Array):
-    """`n` first-order steps on fixed points in one compiled loop (`n` is traced, so blocks of
-    any length share one compilation). Returns the mean loss over the block."""
+def _adam_block(
+    model, opt_state, points, weights, problem, optimizer, filter_spec, n: Array, guard
+):
+    """`n` guarded first-order steps (`train_step(..., guard=guard)`) on fixed points in one
+    compiled loop. Returns the model, the state, the mean loss over the applied steps and the
+    guard."""
     loss_fn = _pinn_loss(problem)
     params, static = eqx.partition(model, filter_spec)
 
-    def body(_, carry):
-        p, s, total = carry
-        m, s, loss = train_step(
+    def step_fn(p, s, guard):
+        m, s, loss, guard = train_step(
             eqx.combine(p, static),
             s,
             (points, weights),
             loss_fn=loss_fn,
             optimizer=optimizer,
             filter_spec=filter_spec,
+            guard=guard,
         )
-        return eqx.filter(m, filter_spec), s, total + loss
+        return eqx.filter(m, filter_spec), s, loss, guard
 
-    zero = jnp.zeros((), jnp.result_type(*jax.tree.leaves(weights)))
-    params, opt_state, total = jax.lax.fori_loop(0, n, body, (params, opt_state, zero))
-    return eqx.combine(params, static), opt_state, total / n
+    dtype = jnp.result_type(*jax.tree.leaves(weights))
+    params, opt_state, loss, guard = _guarded_loop(step_fn, params, opt_state, guard, n, dtype)
+    return eqx.combine(params, static), opt_state, loss, guard
 
 
 @eqx.filter_jit
-def _lbfgs_block(model, state, points, weights, problem, optimizer, filter_spec, n: Array):
-    """`n` L-BFGS iterations (Optax, zoom line search) on fixed points, one compiled loop."""
+def _lbfgs_block(model, state, points, weights, problem, optimizer, filter_spec, n: Array, guard):
+    """`n` L-BFGS iterations (Optax, zoom line search) on fixed points, one compiled loop,
+    guarded like the first-order steps."""
     params, static = eqx.partition(model, filter_spec)
 
     def value_fn(p):
@@ -90,15 +135,16 @@ def _lbfgs_block(model, state, points, weights, problem, optimizer, filter_spec,
 
     value_and_grad = optax.value_and_grad_from_state(value_fn)
 
-    def body(_, carry):
-        p, s, total = carry
+    def step_fn(p, s, guard):
         value, grad = value_and_grad(p, state=s)
-        updates, s = optimizer.update(grad, s, p, value=value, grad=grad, value_fn=value_fn)
-        return optax.apply_updates(p, updates), s, total + value
+        updates, new_s = optimizer.update(grad, s, p, value=value, grad=grad, value_fn=value_fn)
+        new_p = optax.apply_updates(p, updates)
+        p, s, guard = _guarded_update(guard, value, grad, p, new_p, s, new_s)
+        return p, s, value, guard
 
-    zero = jnp.zeros((), jnp.result_type(*jax.tree.leaves(weights)))
-    params, state, total = jax.lax.fori_loop(0, n, body, (params, state, zero))
-    return eqx.combine(params, static), state, total / n
+    dtype = jnp.result_type(*jax.tree.leaves(weights))
+    params, state, loss, guard = _guarded_loop(step_fn, params, state, guard, n, dtype)
+    return eqx.combine(params, static), state, loss, guard
 
 
 @eqx.filter_jit
@@ -168,12 +214,15 @@ def solve(
     filter_spec: PyTree[bool] | None = None,
     callback: Callable[[PyTree, dict[str, Any]], Any] | None = None,
     mesh: Mesh | None = None,
+    on_nonfinite: str = "stop",
+    rollback_lr_factor: float | None = None,
+    max_rollbacks: int | None = None,
 ) -> tuple[PyTree, list[dict[str, Any]]]:
     """Trains `model` to solve `problem`: `steps` first-order steps, then `lbfgs_steps` L-BFGS
     iterations.
 
     Built from public pieces: `Problem.sample` / `Problem.loss`, `sciml.train.train_step`
-    (fused `eval_every`-long runs of it in one `lax.scan`), `grad_norm_weights`,
+    (fused `eval_every`-long runs of it in one compiled loop), `grad_norm_weights`,
     `rad_resample`, Optax's `lbfgs`, and the checkpoints and plots of `sciml.train`.
 
     **Schedule.** Steps run in blocks on fixed points; a block ends at every multiple of
@@ -182,6 +231,21 @@ def solve(
     `Problem.sample` with key `fold_in(key, step)`, and the residual points by RAD when
     `adaptive` is given), weights rebalanced, the run evaluated and recorded, and checkpointed.
     L-BFGS runs on the last points, with the last weights, in blocks of `eval_every`.
+
+    **Non-finite losses and gradients.** Every step runs guarded (`train_step(...,
+    guard=...)`; L-BFGS iterations alike): a step whose loss or gradient holds a NaN or an
+    infinity is not applied, an update that overflows a parameter is recorded at its step,
+    and each block is checked when it ends. Then, by `on_nonfinite` (as in
+    `sciml.train.fit`): `"stop"` ends the block at that step and raises a
+    `sciml.train.NonFiniteError` naming the step, the quantity and the last good checkpoint,
+    with nothing of the block recorded or checkpointed; `"rollback"` restores the newest
+    checkpoint (the state at the last point where one is written, also with `run_dir=None`;
+    the initial state before the first; a checkpoint whose very first step fails is deleted
+    and the one before it used), drops the newer records and goes on with the first-order
+    learning rate multiplied by `rollback_lr_factor` (after a failure in the L-BFGS phase,
+    also with the L-BFGS memory cleared), and stops as `"stop"` after `max_rollbacks`
+    rollbacks; `"skip"` skips only the non-finite steps (records count them in
+    `skipped_steps`) and stops when a whole block was skipped or an update overflowed.
 
     **Precision.** Points take `dtype` (default: JAX's default float). For a float64 run,
     enable `jax.config.update("jax_enable_x64", True)` first and build the model in float64;
@@ -226,10 +290,16 @@ def solve(
         replicated), the model and optimiser states are replicated (`shard_params`). Equal
         to the single-device solve up to floating-point rounding. With several processes
         only process 0 writes to `run_dir`.
+    - `on_nonfinite`: `"stop"` (default), `"rollback"` or `"skip"`, see above.
+    - `rollback_lr_factor`: learning-rate factor per rollback, in (0, 1); default 0.5. Only
+        with `on_nonfinite="rollback"`.
+    - `max_rollbacks`: rollbacks before giving up; default 3. Only with
+        `on_nonfinite="rollback"`.
 
     **Returns:** `(model, history)`; records hold `step`, `phase` (`"adam"` or `"lbfgs"`),
     `train_loss` (mean over the block), `loss_<term>` and `weight_<term>` at its end,
-    `eval_relative_l2`, `lr` where known and `time_s`.
+    `eval_relative_l2`, `lr` where known (times `lr_factor`, recorded after a rollback),
+    `skipped_steps` (policy `"skip"`, when any) and `time_s`.
     """
     steps = _positive("steps", steps, allow_zero=True)
     lbfgs_steps = _positive("lbfgs_steps", lbfgs_steps, allow_zero=True)
@@ -255,6 +325,10 @@ def solve(
         raise ValueError(f"`weights` has unknown terms {unknown}; allowed: {list(problem.terms)}.")
     if resume and run_dir is None:
         raise ValueError("`resume=True` needs a `run_dir`.")
+    on_nonfinite, rollback_lr_factor, max_rollbacks = _nonfinite_options(
+        on_nonfinite, rollback_lr_factor, max_rollbacks
+    )
+    rollback = on_nonfinite == "rollback"
     if points is not None:
         if sorted(points) != sorted(problem.terms):
             raise ValueError(
@@ -284,7 +358,8 @@ def solve(
     # Strong types from the start: a weakly typed scalar in an optimiser state would come back
     # strongly typed from the first block and make the second one compile again.
     opt_state = _strong(init_optimizer(optimizer, model, spec))
-    lbfgs_state = _strong(lbfgs.init(eqx.filter(model, spec)))
+    init_lbfgs = lambda m: _strong(lbfgs.init(eqx.filter(m, spec)))
+    lbfgs_state = init_lbfgs(model)
     if eval_set is None and (problem.exact is not None or problem.reference is not None):
         eval_set = problem.evaluation_set(dtype=dtype)
     key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
@@ -296,9 +371,11 @@ def solve(
         # Initialised under `jit`, the optimiser states inherit the parameters' shardings.
         init = eqx.filter_jit(lambda opt, m: _strong(init_optimizer(opt, m, spec)))
         opt_state = init(optimizer, model)
-        lbfgs_state = eqx.filter_jit(lambda m: _strong(lbfgs.init(eqx.filter(m, spec))))(model)
+        init_lbfgs = eqx.filter_jit(init_lbfgs)
+        lbfgs_state = init_lbfgs(model)
 
     step, history = 0, []
+    lr_factor, rollbacks, last_checkpoint = 1.0, 0, None
     first_points, points = points, None
     if run_dir is not None:
         run_dir = pathlib.Path(run_dir)
@@ -331,6 +408,10 @@ def solve(
             lbfgs_state, weights = state["lbfgs_state"], state["weights"]
             points = shard(state["points"])
             step = int(meta["step"])
+            last_checkpoint = latest
+            if rollback:
+                lr_factor = float(meta.get("lr_factor", 1.0))
+                rollbacks = int(meta.get("rollbacks", 0))
         history = [r for r in _read_history(metrics_path) if r["step"] <= step]
         sync("sciml.pinn.solve: run restored")
         if writer:
@@ -355,6 +436,26 @@ def solve(
             limit = total
         return min([limit] + [(s // p + 1) * p for p in periods])
 
+    def fresh_guard(phase: str) -> GuardState:
+        factor = lr_factor if rollback and phase == "adam" else None
+        guard = init_guard(step, sticky=on_nonfinite != "skip", lr_factor=factor)
+        return guard if mesh is None else replicate(guard, mesh)
+
+    def error(bad_step: int, quantity: str, detail: str = ""):
+        return _nonfinite_error(
+            "solve",
+            bad_step,
+            quantity,
+            checkpoint=last_checkpoint,
+            run_dir=run_dir,
+            model=model,
+            detail=detail,
+        )
+
+    if rollback:
+        state = (model, opt_state, lbfgs_state, weights, points)
+        snapshots = _Snapshots(step, last_checkpoint, state, keep_checkpoints)
+    skipped_since_record = 0
     total = steps + lbfgs_steps
     bar = progress_bar(total=total, initial=step, disable=not progress, unit="step", desc="solve")
     stop = False
@@ -381,7 +482,7 @@ def solve(
                     )
                     points = shard(points)
             if phase == "adam":
-                model, opt_state, loss = _adam_block(
+                model, opt_state, loss, guard = _adam_block(
                     model,
                     opt_state,
                     points,
@@ -390,9 +491,10 @@ def solve(
                     optimizer,
                     spec,
                     jnp.asarray(end - step),
+                    fresh_guard(phase),
                 )
             else:
-                model, lbfgs_state, loss = _lbfgs_block(
+                model, lbfgs_state, loss, guard = _lbfgs_block(
                     model,
                     lbfgs_state,
                     points,
@@ -401,7 +503,55 @@ def solve(
                     lbfgs,
                     spec,
                     jnp.asarray(end - step),
+                    fresh_guard(phase),
                 )
+            # One synchronisation per block; an overflowed last update is caught here.
+            guard = guard.check_parameters(model, spec)
+            bad = guard.first_nonfinite()
+            if bad is not None and (on_nonfinite != "skip" or bad[1] in _UNSKIPPABLE):
+                bad_step, quantity = bad
+                if not rollback:
+                    skip = on_nonfinite == "skip"
+                    raise error(bad_step, quantity, " (cannot be skipped)" if skip else "")
+                if rollbacks >= max_rollbacks:
+                    raise error(
+                        bad_step,
+                        quantity,
+                        f" after {rollbacks} rollback(s) (learning-rate factor {lr_factor:g})",
+                    )
+                rollbacks += 1
+                lr_factor *= rollback_lr_factor
+                delete = run_dir is not None and writer
+                step, last_checkpoint, state = snapshots.target(bad_step, quantity, delete)
+                model, opt_state, lbfgs_state, weights, points = state
+                action = f"learning-rate factor {lr_factor:g}"
+                if phase == "lbfgs":
+                    lbfgs_state = init_lbfgs(model)
+                    action += " and the L-BFGS memory cleared"
+                history = [r for r in history if r["step"] <= step]
+                if run_dir is not None and writer:
+                    _write_history(metrics_path, history)
+                warnings.warn(
+                    f"solve: non-finite {quantity} at step {bad_step}; rolled back to step "
+                    f"{step} with {action} (rollback {rollbacks} of {max_rollbacks})",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                skipped_since_record = 0
+                bar.n = bar.last_print_n = step
+                bar.refresh()
+                continue
+            skipped = int(guard.skipped) if on_nonfinite == "skip" else 0
+            if skipped == end - step:
+                raise error(*bad, f" (the first of steps {step + 1}-{end}, all skipped)")
+            if skipped:
+                warnings.warn(
+                    f"solve: skipped {skipped} non-finite step(s) of steps {step + 1}-{end}, "
+                    f"the first at step {bad[0]} ({bad[1]})",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            skipped_since_record += skipped
             bar.update(end - step)
             step = end
             if step % eval_every == 0 or step == total or step == steps:
@@ -413,7 +563,12 @@ def solve(
                     record["eval_relative_l2"] = float(_error(model, problem, *eval_set)[0])
                 lr = _learning_rate(opt_state) if phase == "adam" else None
                 if lr is not None:
-                    record["lr"] = lr
+                    record["lr"] = lr * lr_factor
+                if lr_factor != 1.0:
+                    record["lr_factor"] = lr_factor
+                if skipped_since_record:
+                    record["skipped_steps"] = skipped_since_record
+                    skipped_since_record = 0
                 record["time_s"] = time.perf_counter() - start
                 history.append(record)
                 if run_dir is not None and writer:
@@ -425,6 +580,12 @@ def solve(
                     postfix["rel_l2"] = f"{record['eval_relative_l2']:.3e}"
                 bar.set_postfix(postfix, refresh=False)
             checkpoint = step % checkpoint_every == 0 or step == total or stop
+            if checkpoint:
+                if run_dir is not None:
+                    last_checkpoint = ckpt_dir / f"ckpt_{step:08d}.eqx"
+                if rollback:
+                    state = (model, opt_state, lbfgs_state, weights, points)
+                    snapshots.add(step, last_checkpoint, state)
             if run_dir is not None and writer and checkpoint:
                 state = {
                     "model": model,
@@ -434,9 +595,10 @@ def solve(
                     "points": points,
                     "key": key_data,
                 }
-                save_checkpoint(
-                    ckpt_dir, step, state, metadata={"phase": phase}, keep=keep_checkpoints
-                )
+                metadata: dict[str, Any] = {"phase": phase}
+                if rollback:
+                    metadata.update(lr_factor=lr_factor, rollbacks=rollbacks)
+                save_checkpoint(ckpt_dir, step, state, metadata=metadata, keep=keep_checkpoints)
     finally:
         bar.close()
 

@@ -25,6 +25,9 @@ from ._sharding import make_mesh as make_mesh
 from ._sharding import replicate as replicate
 from ._sharding import shard_batch as shard_batch
 from ._sharding import shard_params as shard_params
+from ._step import GuardState as GuardState
+from ._step import NonFiniteError as NonFiniteError
 from ._step import evaluate as evaluate
+from ._step import init_guard as init_guard
 from ._step import init_optimizer as init_optimizer
 from ._step import train_step as train_step

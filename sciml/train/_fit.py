@@ -5,6 +5,7 @@ import math
 import os
 import pathlib
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,14 +24,116 @@ from ._batching import _batch_indices, _check_arrays, _check_batch_size, _iterat
 from ._checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from ._losses import relative_l2
 from ._plots import plot_history
-from ._sharding import data_size, is_writer, shard_like, shard_params, sync
-from ._step import evaluate, init_optimizer, train_step
+from ._sharding import data_size, is_writer, replicate, shard_like, shard_params, sync
+from ._step import (
+    GuardState,
+    _nonfinite_error,
+    evaluate,
+    init_guard,
+    init_optimizer,
+    train_step,
+)
+
+POLICIES = ("stop", "rollback", "skip")
+# Non-finite parameters are already in the model: they cannot be skipped.
+_UNSKIPPABLE = ("parameter update", "initial parameters")
 
 
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
     return int(value)
+
+
+def _nonfinite_options(
+    on_nonfinite: Any, rollback_lr_factor: Any, max_rollbacks: Any
+) -> tuple[str, float, int]:
+    """Checks the `on_nonfinite` policy of `fit` / `solve` and fills in its defaults."""
+    if on_nonfinite not in POLICIES:
+        raise ValueError(f"`on_nonfinite` must be one of {POLICIES}, got {on_nonfinite!r}.")
+    if on_nonfinite != "rollback":
+        given = [
+            name
+            for name, value in (
+                ("rollback_lr_factor", rollback_lr_factor),
+                ("max_rollbacks", max_rollbacks),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ValueError(
+                f"`{given[0]}` applies only to on_nonfinite='rollback', got "
+                f"on_nonfinite={on_nonfinite!r}."
+            )
+        return on_nonfinite, 1.0, 0
+    factor = 0.5 if rollback_lr_factor is None else rollback_lr_factor
+    if (
+        isinstance(factor, bool)
+        or not isinstance(factor, int | float | np.integer | np.floating)
+        or not 0 < factor < 1
+    ):
+        raise ValueError(f"`rollback_lr_factor` must be in (0, 1), got {rollback_lr_factor!r}.")
+    count = 3 if max_rollbacks is None else _positive_int("max_rollbacks", max_rollbacks)
+    return on_nonfinite, float(factor), count
+
+
+class _Snapshots:
+    """The states at the newest checkpoints (references, not copies) and the initial state:
+    the targets of a rollback."""
+
+    def __init__(self, step: int, path: pathlib.Path | None, state: Any, keep: int):
+        self.items = [(step, path, state)]
+        self.keep = keep
+
+    def add(self, step: int, path: pathlib.Path | None, state: Any) -> None:
+        self.items.append((step, path, state))
+        if len(self.items) > self.keep + 1:
+            del self.items[1]  # the initial state stays, as the last resort
+
+    def target(
+        self, bad_step: int, quantity: str, delete: bool
+    ) -> tuple[int, pathlib.Path | None, Any]:
+        """The state to roll back to after a non-finite `quantity` at `bad_step`."""
+        step, path, _ = self.items[-1]
+        # A state whose very first step has a non-finite loss or gradient fails again at any
+        # learning rate (e.g. a diverged but still finite state): drop it, and its checkpoint,
+        # which would only fail once more on resuming, and go back one further.
+        if bad_step == step + 1 and quantity != "parameter update" and len(self.items) > 1:
+            self.items.pop()
+            if path is not None and delete:
+                path.with_suffix(".json").unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
+        return self.items[-1]
+
+
+@eqx.filter_jit
+def _fit_step(
+    model: PyTree,
+    opt_state: optax.OptState,
+    batch: tuple[Array, Array],
+    guard: GuardState,
+    loss_sum: Array,
+    weight: Array,
+    *,
+    loss_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    filter_spec: PyTree[bool] | None,
+) -> tuple[PyTree, optax.OptState, GuardState, Array, Array]:
+    """A guarded `train_step` that also adds its sample-weighted loss to `loss_sum` (one
+    dispatch per step; skipped steps add nothing)."""
+    model, opt_state, loss, guard = train_step(
+        model,
+        opt_state,
+        batch,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        filter_spec=filter_spec,
+        guard=guard,
+    )
+    n = batch[0].shape[0]
+    loss_sum = loss_sum + jnp.where(guard.applied, loss * n, 0)
+    weight = weight + jnp.where(guard.applied, n, 0)
+    return model, opt_state, guard, loss_sum, weight
 
 
 def _check_pair(data: Any, name: str) -> tuple[Any, Any]:
@@ -95,6 +198,9 @@ def fit(
     filter_spec: PyTree[bool] | None = None,
     callback: Callable[[PyTree, dict[str, Any]], Any] | None = None,
     mesh: Mesh | None = None,
+    on_nonfinite: str = "stop",
+    rollback_lr_factor: float | None = None,
+    max_rollbacks: int | None = None,
 ) -> tuple[PyTree, list[dict[str, Any]]]:
     """Trains `model` by mini-batch gradient descent.
 
@@ -129,6 +235,28 @@ def fit(
     over all sessions, so a finished run can be extended by resuming with a larger value.
     If a run stopped mid-epoch (see `steps`) is extended, that epoch gets a second record
     covering its remaining batches.
+
+    **Non-finite losses and gradients.** Every step is guarded (`train_step(...,
+    guard=...)`): a step whose loss or gradient holds a NaN or an infinity is not applied; an
+    update that overflows a parameter is recorded at its step too (it is caught by the next
+    step, or at the end of the epoch). The first such step is read at the end of its epoch,
+    where `fit` synchronises anyway. Then, by `on_nonfinite`:
+
+    - `"stop"`: no later step is applied; the epoch is neither recorded nor checkpointed
+        (the newest checkpoint stays the last good one, `metrics.jsonl` gets no record of it)
+        and a `NonFiniteError` names the step, the quantity and the last good checkpoint; its
+        `model` is the model after the step before, bit for bit (after an overflowing
+        update: the model it produced).
+    - `"rollback"`: go back to the newest checkpoint (the state at the last point where one
+        is written, also with `run_dir=None`; the initial state before the first; a
+        checkpoint whose very first step fails is deleted and the one before it used), drop
+        the newer records, multiply the learning rate by `rollback_lr_factor` (every later
+        update is scaled, for any optimiser, schedules included) and continue; after
+        `max_rollbacks` rollbacks, stop as above. Records after a rollback carry `lr_factor`;
+        checkpoints store it, so a resumed run keeps it.
+    - `"skip"`: skip only the non-finite steps and go on; the record of an epoch with
+        skipped steps holds `skipped_steps` and a `train_loss` over the applied ones. An
+        epoch in which no step could be applied, or an overflowing update, stops as above.
 
     **Arguments:**
 
@@ -172,6 +300,11 @@ def fit(
         processes (`jax.distributed.initialize`), each reads only its devices' rows of every
         batch and only process 0 writes to `run_dir` (which all of them must be able to read
         to resume).
+    - `on_nonfinite`: `"stop"` (default), `"rollback"` or `"skip"`, see above.
+    - `rollback_lr_factor`: the learning-rate factor per rollback, in (0, 1); default 0.5.
+        Only with `on_nonfinite="rollback"`.
+    - `max_rollbacks`: rollbacks before giving up; default 3. Only with
+        `on_nonfinite="rollback"`.
 
     **Returns:**
 
@@ -214,6 +347,10 @@ def fit(
     checkpoint_every = _positive_int("checkpoint_every", checkpoint_every)
     eval_every = _positive_int("eval_every", eval_every)
     keep_checkpoints = _positive_int("keep_checkpoints", keep_checkpoints)
+    on_nonfinite, rollback_lr_factor, max_rollbacks = _nonfinite_options(
+        on_nonfinite, rollback_lr_factor, max_rollbacks
+    )
+    rollback = on_nonfinite == "rollback"
     if resume and run_dir is None:
         raise ValueError("`resume=True` needs a `run_dir` to resume from, got run_dir=None.")
     if mesh is not None and batch_size % data_size(mesh) != 0:
@@ -237,6 +374,7 @@ def fit(
     best_model = None
     best_metric = math.inf
     first_metric = next(iter(eval_metrics)) if eval_data is not None else None
+    lr_factor, rollbacks, last_checkpoint = 1.0, 0, None
 
     if run_dir is not None:
         run_dir = pathlib.Path(run_dir)
@@ -269,6 +407,10 @@ def fit(
                 state = shard_like(state, like)
             model, opt_state = state["model"], state["opt_state"]
             step = int(meta["step"])
+            last_checkpoint = latest
+            if rollback:
+                lr_factor = float(meta.get("lr_factor", 1.0))
+                rollbacks = int(meta.get("rollbacks", 0))
             if eval_data is not None and meta.get("best_metric") is not None:
                 best_model = state["best_model"]
                 best_metric = float(meta["best_metric"])
@@ -280,6 +422,26 @@ def fit(
         if writer:
             _write_history(metrics_path, history)
 
+    def fresh_guard() -> GuardState:
+        guard = init_guard(
+            step, sticky=on_nonfinite != "skip", lr_factor=lr_factor if rollback else None
+        )
+        return guard if mesh is None else replicate(guard, mesh)
+
+    def error(bad_step: int, quantity: str, detail: str = ""):
+        return _nonfinite_error(
+            "fit",
+            bad_step,
+            quantity,
+            checkpoint=last_checkpoint,
+            run_dir=run_dir,
+            model=model,
+            detail=detail,
+        )
+
+    if rollback:
+        state = (model, opt_state, best_model, best_metric)
+        snapshots = _Snapshots(step, last_checkpoint, state, keep_checkpoints)
     epoch = step // nb
     stop = False
     bar = progress_bar(
@@ -295,27 +457,77 @@ def fit(
             start_time = time.perf_counter()
             chunks = _batch_indices(n, batch_size, jax.random.fold_in(key, epoch), False)
             first, last = step - epoch * nb, min(nb, total_steps - epoch * nb)
-            loss_sum = jnp.zeros(())
-            count = 0
+            # Accumulated on the device: no host synchronisation inside the epoch.
+            sums = (jnp.zeros(()), jnp.zeros((), jnp.int32))
+            loss_sum, weight = sums if mesh is None else replicate(sums, mesh)
+            guard = fresh_guard()
             for x, y in _iterate(train_data, chunks[first:last], prefetch=2, mesh=mesh):
-                model, opt_state, loss = train_step(
+                model, opt_state, guard, loss_sum, weight = _fit_step(
                     model,
                     opt_state,
                     (x, y),
+                    guard,
+                    loss_sum,
+                    weight,
                     loss_fn=loss_fn,
                     optimizer=optimizer,
                     filter_spec=filter_spec,
                 )
-                # Accumulate on the device: no host synchronisation inside the epoch.
-                loss_sum = loss_sum + loss * x.shape[0]
-                count += x.shape[0]
                 step += 1
                 bar.update(1)
+            # An update of the epoch's last step that overflowed is caught here.
+            guard = guard.check_parameters(model, filter_spec)
+            bad = guard.first_nonfinite()
+            if bad is not None and (on_nonfinite != "skip" or bad[1] in _UNSKIPPABLE):
+                bad_step, quantity = bad
+                if not rollback:
+                    skip = on_nonfinite == "skip"
+                    raise error(bad_step, quantity, " (cannot be skipped)" if skip else "")
+                if rollbacks >= max_rollbacks:
+                    raise error(
+                        bad_step,
+                        quantity,
+                        f" after {rollbacks} rollback(s) (learning-rate factor {lr_factor:g})",
+                    )
+                rollbacks += 1
+                lr_factor *= rollback_lr_factor
+                delete = run_dir is not None and writer
+                step, last_checkpoint, state = snapshots.target(bad_step, quantity, delete)
+                model, opt_state, best_model, best_metric = state
+                epoch = step // nb
+                history = [r for r in history if r["step"] <= step]
+                if run_dir is not None and writer:
+                    _write_history(metrics_path, history)
+                    if best_model is not None:
+                        _save_model(run_dir / "best_model.eqx", best_model)
+                    else:
+                        (run_dir / "best_model.eqx").unlink(missing_ok=True)
+                warnings.warn(
+                    f"fit: non-finite {quantity} at step {bad_step}; rolled back to step {step} "
+                    f"with learning-rate factor {lr_factor:g} (rollback {rollbacks} of "
+                    f"{max_rollbacks})",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                bar.n = bar.last_print_n = step
+                bar.refresh()
+                continue
+            applied, skipped = int(weight), int(guard.skipped)
+            if applied == 0:
+                raise error(*bad, f" (the first of epoch {epoch}, whose every step was skipped)")
             record: dict[str, Any] = {
                 "epoch": epoch,
                 "step": step,
-                "train_loss": float(loss_sum) / count,
+                "train_loss": float(loss_sum) / applied,
             }
+            if skipped:
+                record["skipped_steps"] = skipped
+                warnings.warn(
+                    f"fit: skipped {skipped} non-finite step(s) in epoch {epoch}, the first at "
+                    f"step {bad[0]} ({bad[1]})",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             if eval_data is not None and ((epoch + 1) % eval_every == 0 or step >= total_steps):
                 scores = evaluate(model, eval_data, eval_metrics, batch_size=batch_size, mesh=mesh)
                 record.update({f"eval_{name}": value for name, value in scores.items()})
@@ -325,7 +537,9 @@ def fit(
                         _save_model(run_dir / "best_model.eqx", best_model)
             lr = _learning_rate(opt_state)
             if lr is not None:
-                record["lr"] = lr
+                record["lr"] = lr * lr_factor
+            if lr_factor != 1.0:
+                record["lr_factor"] = lr_factor
             record["epoch_time_s"] = time.perf_counter() - start_time
             history.append(record)
             if run_dir is not None and writer:
@@ -337,24 +551,28 @@ def fit(
                 postfix[first_metric] = f"{record[f'eval_{first_metric}']:.3e}"
             bar.set_postfix(postfix, refresh=False)
             epoch += 1
-            if (
-                run_dir is not None
-                and writer
-                and (epoch % checkpoint_every == 0 or step >= total_steps or stop)
-            ):
-                state = {
-                    "model": model,
-                    "opt_state": opt_state,
-                    "key": key_data,
-                    "best_model": model if best_model is None else best_model,
-                }
-                metadata = {
-                    "epoch": record["epoch"],
-                    "best_metric": None if best_model is None else best_metric,
-                    "num_train": n,
-                    "batch_size": batch_size,
-                }
-                save_checkpoint(ckpt_dir, step, state, metadata=metadata, keep=keep_checkpoints)
+            if epoch % checkpoint_every == 0 or step >= total_steps or stop:
+                if run_dir is not None:
+                    last_checkpoint = ckpt_dir / f"ckpt_{step:08d}.eqx"
+                if rollback:
+                    state = (model, opt_state, best_model, best_metric)
+                    snapshots.add(step, last_checkpoint, state)
+                if run_dir is not None and writer:
+                    state = {
+                        "model": model,
+                        "opt_state": opt_state,
+                        "key": key_data,
+                        "best_model": model if best_model is None else best_model,
+                    }
+                    metadata = {
+                        "epoch": record["epoch"],
+                        "best_metric": None if best_model is None else best_metric,
+                        "num_train": n,
+                        "batch_size": batch_size,
+                    }
+                    if rollback:
+                        metadata.update(lr_factor=lr_factor, rollbacks=rollbacks)
+                    save_checkpoint(ckpt_dir, step, state, metadata=metadata, keep=keep_checkpoints)
     finally:
         bar.close()
 
