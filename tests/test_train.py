@@ -54,6 +54,9 @@ def test_relative_l2_known_values():
     # Finite (zero) gradient at a perfect prediction.
     grad = jax.grad(st.relative_l2)(target, target)
     assert np.all(np.isfinite(grad)) and np.all(grad == 0)
+    # A NaN prediction gives a NaN loss (not 0), in relative L2 and H1 alike.
+    bad = target.at[0, 0].set(jnp.nan)
+    assert np.isnan(st.relative_l2(bad, target)) and np.isnan(st.h1_loss(bad, target))
     with pytest.raises(ValueError, match="same shape"):
         st.relative_l2(jnp.ones(3), jnp.ones(4))
 

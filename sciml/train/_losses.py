@@ -12,9 +12,10 @@ from jaxtyping import Array, Float
 def _safe_sqrt(x: Array) -> Array:
     # sqrt has an infinite derivative at 0, which would turn the gradient of a loss into NaN
     # exactly when the prediction is perfect. Use the double-`where` trick so the gradient there
-    # is 0 instead.
-    positive = x > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1)), 0)
+    # is 0 instead. Only an exact 0 is special: a NaN stays NaN, so that a NaN prediction
+    # shows in the loss (and is caught by the non-finite guard there), not only in gradients.
+    zero = x == 0
+    return jnp.where(zero, 0, jnp.sqrt(jnp.where(zero, 1, x)))
 
 
 def _same_shape(fn_name: str, pred, target) -> tuple[Array, Array]:
