@@ -3,8 +3,14 @@
 import contextlib
 import os
 import pathlib
+import re
 import tempfile
 from collections.abc import Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 
 def _fsync_directory(directory: pathlib.Path) -> None:
@@ -53,3 +59,80 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes `data` to `path` atomically (temporary file, fsync, rename)."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+# `atomic_path`'s temporary files: ".<target name>.<8 random characters>.tmp".
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def remove_temporaries(directory: str | os.PathLike) -> list[pathlib.Path]:
+    """Deletes the temporary files that writes interrupted by a crash left in `directory`.
+
+    Only files named like `atomic_path`'s temporaries (`.<name>.<8 characters>.tmp`) are
+    touched, never a complete file. Call it only while no other process writes there (e.g.
+    holding a `RunLock`).
+
+    **Returns:**
+
+    The paths removed.
+    """
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for entry in directory.iterdir():
+        if _TEMPORARY.match(entry.name) and entry.is_file():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+class RunLock:
+    """An exclusive lock on a run directory, so that two processes never write one run.
+
+    Takes an advisory `flock` on `directory/.lock` (created with the directory if missing)
+    and writes the holder's process id into it. The operating system releases the lock when
+    the process ends, however it ends (SIGKILL included), so a crashed run never leaves a
+    stale lock. Where `fcntl` is unavailable (Windows) the lock is a no-op.
+
+    **Raises:**
+
+    `RuntimeError` naming the directory and the holder's process id if another process (or
+    another open `RunLock` in this one) holds it.
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        directory = pathlib.Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._file = None
+        if fcntl is None:
+            return
+        f = open(directory / ".lock", "a+")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise RuntimeError(
+                f"run directory '{directory}' is in use by another process (pid {holder}); "
+                "wait for it to finish, or use another directory"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        """Releases the lock (idempotent)."""
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

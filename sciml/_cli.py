@@ -312,11 +312,12 @@ def _cmd_eval(args) -> int:
         raise UsageError(f"sciml eval: --resolution {args.resolution} is invalid: expected >= 3")
     import json
 
+    from ._atomic import atomic_write_bytes
     from ._experiment import evaluate_run
 
     results = evaluate_run(run_dir, resolution=args.resolution, n=args.n, seed=args.seed)
     out = run_dir / f"eval_s{results['resolution']}_seed{args.seed}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_bytes(out, (json.dumps(results, indent=2) + "\n").encode())
     for k, v in results.items():
         print(f"  {k}: {v}")
     print(f"written to {out}")

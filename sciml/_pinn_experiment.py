@@ -13,6 +13,7 @@ import optax
 import tomli_w
 
 from . import pinn
+from ._atomic import atomic_write_bytes
 from ._config import PINN_TERMS
 from ._experiment import nonfinite_options
 from .fields import MLP, PIG
@@ -98,7 +99,7 @@ def run_pinn(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        (run_dir / "config.toml").write_text(tomli_w.dumps(config))
+        atomic_write_bytes(run_dir / "config.toml", tomli_w.dumps(config).encode())
 
     problem = build_problem(config)
     if config["model"]["hard_constraint"]:  # the ansatz enforces u = 0: no boundary term
@@ -153,5 +154,5 @@ def run_pinn(
         "params": int(sum(x.size for x in jax.tree.leaves(params))),
         "final_loss": history[-1]["train_loss"] if history else None,
     }
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_bytes(run_dir / "results.json", (json.dumps(results, indent=2) + "\n").encode())
     return results

@@ -15,6 +15,7 @@ import optax
 from jax.sharding import Mesh
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
+from .._atomic import RunLock, remove_temporaries
 from .._progress import progress_bar
 from ..train import (
     init_optimizer,
@@ -376,46 +377,58 @@ def solve(
 
     step, history = 0, []
     lr_factor, rollbacks, last_checkpoint = 1.0, 0, None
+    lock = writer = None
     first_points, points = points, None
     if run_dir is not None:
         run_dir = pathlib.Path(run_dir)
-        ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
-        latest = latest_checkpoint(ckpt_dir)
-        if not resume and (latest is not None or metrics_path.exists()):
-            raise ValueError(
-                f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` or a fresh "
-                "directory."
-            )
-        sync("sciml.pinn.solve: run_dir checked")  # no process writes before all checked
         writer = is_writer()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if latest is not None:
-            like_points = problem.sample(jax.random.key(0), num_points, "uniform", dtype=dtype)
-            like = {
-                "model": model,
-                "opt_state": opt_state,
-                "lbfgs_state": lbfgs_state,
-                "weights": weights,
-                "points": like_points,
-                "key": key_data,
-            }
-            state, meta = restore_checkpoint(latest, like)
-            if not np.array_equal(np.asarray(state["key"]), np.asarray(key_data)):
-                raise ValueError(f"Cannot resume from `{latest}`: it was written with another key.")
-            if mesh is not None:
-                state = shard_like(state, like)
-            model, opt_state = state["model"], state["opt_state"]
-            lbfgs_state, weights = state["lbfgs_state"], state["weights"]
-            points = shard(state["points"])
-            step = int(meta["step"])
-            last_checkpoint = latest
-            if rollback:
-                lr_factor = float(meta.get("lr_factor", 1.0))
-                rollbacks = int(meta.get("rollbacks", 0))
-        history = [r for r in _read_history(metrics_path) if r["step"] <= step]
-        sync("sciml.pinn.solve: run restored")
-        if writer:
-            _write_history(metrics_path, history)
+        # Held until `solve` returns or raises; the system drops it if the process dies.
+        lock = RunLock(run_dir) if writer else None
+        try:
+            ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
+            latest = latest_checkpoint(ckpt_dir)
+            if not resume and (latest is not None or metrics_path.exists()):
+                raise ValueError(
+                    f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` or a fresh "
+                    "directory."
+                )
+            sync("sciml.pinn.solve: run_dir checked")  # no process writes before all checked
+            if writer:
+                for directory in (run_dir, ckpt_dir, run_dir / "plots"):
+                    remove_temporaries(directory)  # left by a crash during a write
+            if latest is not None:
+                like_points = problem.sample(jax.random.key(0), num_points, "uniform", dtype=dtype)
+                like = {
+                    "model": model,
+                    "opt_state": opt_state,
+                    "lbfgs_state": lbfgs_state,
+                    "weights": weights,
+                    "points": like_points,
+                    "key": key_data,
+                }
+                state, meta = restore_checkpoint(latest, like)
+                if not np.array_equal(np.asarray(state["key"]), np.asarray(key_data)):
+                    raise ValueError(
+                        f"Cannot resume from `{latest}`: it was written with another key."
+                    )
+                if mesh is not None:
+                    state = shard_like(state, like)
+                model, opt_state = state["model"], state["opt_state"]
+                lbfgs_state, weights = state["lbfgs_state"], state["weights"]
+                points = shard(state["points"])
+                step = int(meta["step"])
+                last_checkpoint = latest
+                if rollback:
+                    lr_factor = float(meta.get("lr_factor", 1.0))
+                    rollbacks = int(meta.get("rollbacks", 0))
+            history = [r for r in _read_history(metrics_path) if r["step"] <= step]
+            sync("sciml.pinn.solve: run restored")
+            if writer:
+                _write_history(metrics_path, history)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
     if points is None and first_points is not None:
         points = shard({name: jnp.asarray(x, dtype) for name, x in first_points.items()})
     elif points is None:
@@ -599,14 +612,15 @@ def solve(
                 if rollback:
                     metadata.update(lr_factor=lr_factor, rollbacks=rollbacks)
                 save_checkpoint(ckpt_dir, step, state, metadata=metadata, keep=keep_checkpoints)
+        if run_dir is not None and history and writer:
+            plot_history(history, run_dir / "plots" / "loss.png", x="step")
+            if eval_set is not None and 1 <= problem.domain.dim <= 3:
+                pred = _error(model, problem, *eval_set)[1]
+                plot_solution(eval_set[0], pred, eval_set[1], run_dir / "plots" / "solution.png")
     finally:
         bar.close()
-
-    if run_dir is not None and history and writer:
-        plot_history(history, run_dir / "plots" / "loss.png", x="step")
-        if eval_set is not None and 1 <= problem.domain.dim <= 3:
-            pred = _error(model, problem, *eval_set)[1]
-            plot_solution(eval_set[0], pred, eval_set[1], run_dir / "plots" / "solution.png")
+        if lock is not None:
+            lock.release()
     return model, history
 
 

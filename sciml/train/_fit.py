@@ -18,7 +18,7 @@ import optax
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from .._atomic import atomic_path, atomic_write_bytes
+from .._atomic import RunLock, atomic_path, atomic_write_bytes, remove_temporaries
 from .._progress import progress_bar
 from ._batching import _batch_indices, _check_arrays, _check_batch_size, _iterate, num_batches
 from ._checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
@@ -156,9 +156,31 @@ def _learning_rate(opt_state: optax.OptState) -> float | None:
 
 
 def _read_history(path: pathlib.Path) -> list[dict[str, Any]]:
+    """The records of a run's `metrics.jsonl`.
+
+    A last line cut short (a crash while appending it) is dropped: records are appended
+    before their checkpoint is written, so it is newer than any checkpoint and would be
+    dropped on resuming anyway. A damaged earlier line is an error.
+    """
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text(errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            if i == len(lines) - 1 and not text.endswith("\n"):
+                break
+            raise ValueError(
+                f"`{path}` line {i + 1} is not a metrics record (a JSON object with a "
+                "'step'); the file is damaged: remove the line to resume"
+            )
+        records.append(record)
+    return records
 
 
 def _write_history(path: pathlib.Path, history: Sequence[Mapping[str, Any]]) -> None:
@@ -375,52 +397,67 @@ def fit(
     best_metric = math.inf
     first_metric = next(iter(eval_metrics)) if eval_data is not None else None
     lr_factor, rollbacks, last_checkpoint = 1.0, 0, None
+    lock = writer = None
 
     if run_dir is not None:
         run_dir = pathlib.Path(run_dir)
-        ckpt_dir = run_dir / "checkpoints"
-        metrics_path = run_dir / "metrics.jsonl"
-        latest = latest_checkpoint(ckpt_dir)
-        if not resume and (latest is not None or metrics_path.exists()):
-            raise ValueError(
-                f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` to continue "
-                "it, or a fresh directory."
-            )
-        sync("sciml.fit: run_dir checked")  # no process writes before all have checked
         writer = is_writer()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if latest is not None:
-            like = {"model": model, "opt_state": opt_state, "key": key_data, "best_model": model}
-            state, meta = restore_checkpoint(latest, like)
-            for name, now in (("num_train", n), ("batch_size", batch_size)):
-                if meta.get(name) != now:
-                    raise ValueError(
-                        f"Cannot resume from `{latest}`: it was written with {name}="
-                        f"{meta.get(name)!r}, now {name}={now!r}."
-                    )
-            if not np.array_equal(np.asarray(state["key"]), np.asarray(key_data)):
+        # Held until `fit` returns or raises; the system drops it if the process dies.
+        lock = RunLock(run_dir) if writer else None
+        try:
+            ckpt_dir = run_dir / "checkpoints"
+            metrics_path = run_dir / "metrics.jsonl"
+            latest = latest_checkpoint(ckpt_dir)
+            if not resume and (latest is not None or metrics_path.exists()):
                 raise ValueError(
-                    f"Cannot resume from `{latest}`: `key` differs from the key of the run; "
-                    "pass the original key."
+                    f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` to continue "
+                    "it, or a fresh directory."
                 )
-            if mesh is not None:
-                state = shard_like(state, like)
-            model, opt_state = state["model"], state["opt_state"]
-            step = int(meta["step"])
-            last_checkpoint = latest
-            if rollback:
-                lr_factor = float(meta.get("lr_factor", 1.0))
-                rollbacks = int(meta.get("rollbacks", 0))
-            if eval_data is not None and meta.get("best_metric") is not None:
-                best_model = state["best_model"]
-                best_metric = float(meta["best_metric"])
-                if writer:
-                    _save_model(run_dir / "best_model.eqx", best_model)
-        # Drop records newer than the checkpoint (or all of them, when starting afresh).
-        history = [r for r in _read_history(metrics_path) if r["step"] <= step]
-        sync("sciml.fit: run restored")
-        if writer:
-            _write_history(metrics_path, history)
+            sync("sciml.fit: run_dir checked")  # no process writes before all have checked
+            if writer:
+                for directory in (run_dir, ckpt_dir, run_dir / "plots"):
+                    remove_temporaries(directory)  # left by a crash during a write
+            if latest is not None:
+                like = {
+                    "model": model,
+                    "opt_state": opt_state,
+                    "key": key_data,
+                    "best_model": model,
+                }
+                state, meta = restore_checkpoint(latest, like)
+                for name, now in (("num_train", n), ("batch_size", batch_size)):
+                    if meta.get(name) != now:
+                        raise ValueError(
+                            f"Cannot resume from `{latest}`: it was written with {name}="
+                            f"{meta.get(name)!r}, now {name}={now!r}."
+                        )
+                if not np.array_equal(np.asarray(state["key"]), np.asarray(key_data)):
+                    raise ValueError(
+                        f"Cannot resume from `{latest}`: `key` differs from the key of the run; "
+                        "pass the original key."
+                    )
+                if mesh is not None:
+                    state = shard_like(state, like)
+                model, opt_state = state["model"], state["opt_state"]
+                step = int(meta["step"])
+                last_checkpoint = latest
+                if rollback:
+                    lr_factor = float(meta.get("lr_factor", 1.0))
+                    rollbacks = int(meta.get("rollbacks", 0))
+                if eval_data is not None and meta.get("best_metric") is not None:
+                    best_model = state["best_model"]
+                    best_metric = float(meta["best_metric"])
+                    if writer:
+                        _save_model(run_dir / "best_model.eqx", best_model)
+            # Drop records newer than the checkpoint (or all of them, when starting afresh).
+            history = [r for r in _read_history(metrics_path) if r["step"] <= step]
+            sync("sciml.fit: run restored")
+            if writer:
+                _write_history(metrics_path, history)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
 
     def fresh_guard() -> GuardState:
         guard = init_guard(
@@ -573,11 +610,12 @@ def fit(
                     if rollback:
                         metadata.update(lr_factor=lr_factor, rollbacks=rollbacks)
                     save_checkpoint(ckpt_dir, step, state, metadata=metadata, keep=keep_checkpoints)
+        if run_dir is not None and history and writer:
+            plot_history(history, run_dir / "plots" / "loss.png")
     finally:
         bar.close()
-
-    if run_dir is not None and history and writer:
-        plot_history(history, run_dir / "plots" / "loss.png")
+        if lock is not None:
+            lock.release()
     if eval_data is not None and best_model is not None:
         return best_model, history
     return model, history
