@@ -143,6 +143,12 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
         ),
         "path": Option(str, "", help="dataset file; generated (and cached) when empty"),
         "cache_dir": Option(str, "data", help="where generated datasets are cached"),
+        "stream": Option(
+            bool,
+            False,
+            help="read the training and test data batch by batch from the file instead of "
+            "loading them into memory, for datasets larger than memory",
+        ),
     },
     "task": {
         "kind": Option(

@@ -22,6 +22,7 @@ import tomli_w
 
 from . import data as sdata
 from . import operators, train
+from ._atomic import atomic_write_bytes
 from .data._generate import get_recipe
 
 ACTIVATIONS = {
@@ -59,7 +60,8 @@ def dataset_path(data_cfg: dict) -> Path:
 
 
 def obtain_dataset(data_cfg: dict, *, progress: bool = True) -> sdata.Dataset:
-    """Loads the configured dataset, generating and caching it first if needed."""
+    """Loads the configured dataset, generating and caching it first if needed; with
+    `data.stream` its arrays stay on disk (`sciml.data.open_dataset`)."""
     path = dataset_path(data_cfg)
     n = data_cfg["n_train"] + data_cfg["n_test"]
     recipe = get_recipe(data_cfg["recipe"])
@@ -76,7 +78,8 @@ def obtain_dataset(data_cfg: dict, *, progress: bool = True) -> sdata.Dataset:
             progress=progress,
             **recipe_options(data_cfg),
         )
-    dataset = sdata.load_dataset(path)
+    read = sdata.open_dataset if data_cfg.get("stream", False) else sdata.load_dataset
+    dataset = read(path)
     if len(dataset) < n:
         raise sdata.DatasetError(
             f"{path} holds {len(dataset)} samples but data.n_train + data.n_test = {n}"
@@ -95,13 +98,21 @@ def task_arrays(config: dict, dataset: sdata.Dataset, start: int, stop: int):
 
     For `task.kind = 'direct'` these are the dataset's inputs and outputs; for trajectory
     tasks the first `task.t_in` recorded frames are the input and the next `task.t_out` frames
-    the target (the initial condition itself is not used, as in the FNO paper).
+    the target (the initial condition itself is not used, as in the FNO paper). Nothing is
+    read here: NumPy views of arrays in memory, `OnDiskArray` subsets of arrays on disk.
     """
+    rows = slice(start, stop)
     if config["task"]["kind"] == "direct" and config["data"]["recipe"] != "navier_stokes":
-        return dataset.inputs[start:stop], dataset.outputs[start:stop]
+        return _part(dataset.inputs, rows), _part(dataset.outputs, rows)
     t_in, t_out = config["task"]["t_in"], config["task"]["t_out"]
-    frames = dataset.outputs[start:stop]
-    return frames[:, :t_in], frames[:, t_in : t_in + t_out]
+    frames = dataset.outputs
+    return _part(frames, rows, slice(0, t_in)), _part(frames, rows, slice(t_in, t_in + t_out))
+
+
+def _part(array, rows: slice, channels: slice = slice(None)):
+    if isinstance(array, sdata.OnDiskArray):
+        return array.subset(rows=rows, channels=channels)
+    return array[rows, channels]
 
 
 def _fno(config: dict, in_channels: int, out_channels: int, *, key) -> operators.FNO:
@@ -323,7 +334,7 @@ def _run_experiment(
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.toml"
     if not resume:
-        config_path.write_text(tomli_w.dumps(config))
+        atomic_write_bytes(config_path, tomli_w.dumps(config).encode())
     data_cfg, train_cfg = config["data"], config["train"]
     progress = train_cfg["progress"]
 
@@ -388,7 +399,7 @@ def _run_experiment(
             3,
         ),
     }
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_bytes(run_dir / "results.json", (json.dumps(results, indent=2) + "\n").encode())
 
     num = config["eval"]["plot_samples"]
     if num:
@@ -422,7 +433,8 @@ def evaluate_run(
     from ._config import load_config
 
     run_dir = Path(run_dir)
-    config = load_config(run_dir / "config.toml")
+    # The evaluation data are generated afresh: the training file need not exist any more.
+    config = load_config(run_dir / "config.toml", ['data.path=""'])
     data_cfg = dict(config["data"])
     trained_resolution = data_cfg["resolution"]
     resolution = resolution or trained_resolution

@@ -41,6 +41,10 @@ TINY = [
 
 def _sciml(*args, cwd):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    # A test's processes (run, resume, eval) share their XLA compilations through a
+    # persistent cache in its own directory: the later ones load rather than recompile.
+    env["JAX_COMPILATION_CACHE_DIR"] = str(Path(cwd) / ".jax_cache")
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     return subprocess.run(
         [sys.executable, "-m", "sciml", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
@@ -111,3 +115,35 @@ def test_run_then_resume(tmp_path):
     fine = json.loads((run_dir / "eval_s33_seed1000.json").read_text())
     assert fine["trained_resolution"] == 17 and fine["resolution"] == 33
     assert 0 < fine["test_relative_l2"] < 1.5
+
+
+def test_eval_needs_no_training_file(tmp_path, monkeypatch, capsys):
+    """`sciml eval` generates its own data: a run trained on a `data.path` file that has
+    since been deleted still evaluates."""
+    import equinox as eqx
+    import jax
+    import tomli_w
+
+    from sciml._cli import main
+    from sciml._config import load_config
+    from sciml._experiment import build_normalized_model
+
+    monkeypatch.chdir(tmp_path)
+    train_file = tmp_path / "train.h5"
+    train_file.write_bytes(b"placeholder")  # only has to exist while the config is checked
+    overrides = [TINY[i + 1] for i in range(0, len(TINY), 2)]
+    config = load_config(
+        REPO / "experiments" / "quickstart.toml", [*overrides, f'data.path="{train_file}"']
+    )
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text(tomli_w.dumps(config))
+    res = config["data"]["resolution"]
+    x = np.zeros((2, 1, res, res), np.float32)
+    model = build_normalized_model(config, x, x, key=jax.random.key(0))
+    eqx.tree_serialise_leaves(run_dir / "best_model.eqx", model)
+    train_file.unlink()
+
+    assert main(["eval", str(run_dir), "--n", "2"]) == 0, capsys.readouterr()
+    results = json.loads((run_dir / f"eval_s{res}_seed1000.json").read_text())
+    assert results["n"] == 2 and np.isfinite(results["test_relative_l2"])

@@ -122,7 +122,7 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pa
     rng = random.Random(0)
     plan = TARGETED + ["random"] * RANDOM_KILLS
     rng.shuffle(plan)
-    kills, newest, kinds = 0, -1, []
+    kills, newest, kinds, resumed = 0, -1, [], []
     for kill in plan:
         before = _complete_checkpoints(run)
         newest = max(before, default=-1)
@@ -140,6 +140,7 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pa
         out, err = proc.communicate(timeout=600)
         assert "Traceback" not in err, err
         assert _resumed_from(out) == newest, (kill, out)
+        resumed.append(newest)
         if proc.returncode == -signal.SIGKILL:
             kills += 1
             kinds.append(kill)
@@ -168,6 +169,13 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pa
     leftovers = [p.name for p in run.rglob("*.tmp")]
     assert not leftovers, leftovers
     RunLock(run).release()
+    random_kills = sum(k == "random" for k in kinds)
+    print(
+        f"\n{kills} SIGKILLs ({kills - random_kills} at chosen write points, {random_kills} at "
+        f"random moments); resumed from steps {resumed}, then from {newest} to the end; final "
+        f"step {last}: checkpoint, best model and {len(_records(run))} metrics records equal "
+        "the uninterrupted run's"
+    )
 
 
 def test_a_run_directory_is_written_by_one_process_at_a_time(tmp_path):

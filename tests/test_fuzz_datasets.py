@@ -6,6 +6,8 @@ type, NaNs, mismatched sample counts, attributes changed under the old checksum,
 not HDF5, empty, or directories. `load_dataset` (and `sciml run` with `data.path` pointing at
 the file) must either refuse the file with one line naming it, what is wrong and what is
 expected, or return exactly the original data: never an h5py traceback, a crash or a hang.
+`open_dataset`, which streams the checks over the file, must give the same message or the same
+data.
 Examples are derandomized; the bugs found are kept as explicit examples.
 """
 
@@ -28,7 +30,7 @@ from hypothesis import strategies as st
 
 from sciml._cli import main
 from sciml._config import validate_config
-from sciml.data import Dataset, DatasetError, load_dataset, make_dataset
+from sciml.data import Dataset, DatasetError, load_dataset, make_dataset, open_dataset
 from sciml.data._io import write_dataset
 
 pytestmark = pytest.mark.timeout(600)
@@ -78,16 +80,30 @@ def _same(a: Dataset, b: Dataset) -> bool:
     )
 
 
+def _opened(path: Path) -> Dataset | str:
+    """`open_dataset`'s arrays, read whole (the file closed again), or its error message."""
+    try:
+        with open_dataset(path) as ds:
+            return Dataset(np.asarray(ds.inputs), np.asarray(ds.outputs), ds.grid, ds.attrs)
+    except DatasetError as e:
+        return str(e)
+
+
 def refused_or_intact(path: Path, base: Base) -> str | None:
-    """The one-line error for a damaged file (naming it), or None if it loads unchanged."""
+    """The one-line error for a damaged file (naming it), or None if it loads unchanged; the
+    same from `load_dataset` and `open_dataset`."""
+    opened = _opened(path)
     try:
         loaded = load_dataset(path)
     except DatasetError as e:
         message = str(e)
         assert message and len(message.splitlines()) == 1, message
         assert str(path) in message, message
+        assert opened == message, f"open_dataset: {opened!r}"
         return message
     assert _same(loaded, base.dataset), "a damaged file loaded with different contents"
+    assert not isinstance(opened, str), f"open_dataset refused an intact file: {opened}"
+    assert _same(opened, base.dataset), "a damaged file opened with different contents"
     return None
 
 
@@ -295,11 +311,12 @@ def test_files_that_are_not_datasets(base, content):
         assert "the file is empty" in message
 
 
-def test_directories_and_missing_files(base):
+@pytest.mark.parametrize("read", [load_dataset, open_dataset])
+def test_directories_and_missing_files(base, read):
     with pytest.raises(DatasetError, match="is a directory; expected an HDF5 file"):
-        load_dataset(base.dir)
+        read(base.dir)
     with pytest.raises(DatasetError, match="does not exist"):
-        load_dataset(base.dir / "missing.h5")
+        read(base.dir / "missing.h5")
 
 
 def test_nan_data_under_a_valid_checksum(base):
@@ -316,9 +333,10 @@ def test_nan_data_under_a_valid_checksum(base):
         recipe={},
         seed=0,
     )
-    with pytest.raises(DatasetError, match="inputs hold 162 non-finite values"):
-        load_dataset(path)
-    assert np.isnan(load_dataset(path, verify=False).inputs).all()
+    for read in (load_dataset, open_dataset):
+        with pytest.raises(DatasetError, match="inputs hold 162 non-finite values"):
+            read(path)
+        assert np.isnan(read(path, verify=False).inputs[...]).all()
 
 
 # --- the bugs found, as plain regression tests --------------------------------------------

@@ -19,7 +19,9 @@ from ._generate import make_dataset as make_dataset
 from ._grf import grf as grf
 from ._io import Dataset as Dataset
 from ._io import DatasetError as DatasetError
+from ._io import OnDiskArray as OnDiskArray
 from ._io import load_dataset as load_dataset
+from ._io import open_dataset as open_dataset
 from ._io import write_dataset as write_dataset
 from ._navier_stokes import generate_navier_stokes as generate_navier_stokes
 from ._navier_stokes import navier_stokes_recipe_info as navier_stokes_recipe_info

@@ -15,14 +15,22 @@ Layout of a file written by [`write_dataset`][]:
 | attribute `sha256`          | checksum of the array values and the other attributes      |
 | attribute `description`     | one line of prose                                          |
 
-No timestamps are stored, so the same recipe and seed give byte-identical files.
+No timestamps are stored, so the same recipe and seed give byte-identical files. Each array is
+stored in chunks of one sample, so that reading a batch reads only its samples.
+
+Two readers check a file the same way (same errors): [`load_dataset`][] reads the arrays into
+memory; [`open_dataset`][] leaves them on disk as [`OnDiskArray`][]s, read batch by batch, for
+datasets larger than memory. The checksum and the finiteness check read about 64 MB at a
+time in both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +46,7 @@ FORMAT_NAME = "sciml-dataset"
 FORMAT_VERSION = 2
 _READABLE_VERSIONS = (1, 2)  # version 1: the checksum covers the arrays only
 _ARRAYS = ("inputs", "outputs")
+_SCAN_BYTES = 64 << 20  # the checksum and the finiteness check read this much at a time
 _STRING_ATTRS = ("format", "recipe", "sciml_version", "sha256", "description")
 _INTEGER_ATTRS = ("format_version", "seed")
 
@@ -48,18 +57,23 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """An operator-learning dataset held in host memory.
+    """An operator-learning dataset: its arrays in host memory ([`load_dataset`][]) or on disk
+    ([`open_dataset`][]).
 
     **Fields:**
 
-    - `inputs`: `(n, in_channels, *spatial)` array.
-    - `outputs`: `(n, out_channels, *spatial)` array.
-    - `grid`: one coordinate vector per spatial axis.
+    - `inputs`: `(n, in_channels, *spatial)` array: a NumPy array, or an [`OnDiskArray`][]
+        that reads from the file only what is indexed.
+    - `outputs`: `(n, out_channels, *spatial)` array, of the same kind as `inputs`.
+    - `grid`: one coordinate vector per spatial axis (in memory).
     - `attrs`: the file's metadata (`recipe` is decoded from JSON).
+
+    A dataset is a context manager: `with open_dataset(path) as ds: ...` closes the file at
+    the end (see `close`).
     """
 
-    inputs: np.ndarray
-    outputs: np.ndarray
+    inputs: np.ndarray | OnDiskArray
+    outputs: np.ndarray | OnDiskArray
     grid: tuple[np.ndarray, ...]
     attrs: dict[str, Any] = field(default_factory=dict)
 
@@ -67,15 +81,332 @@ class Dataset:
         return self.inputs.shape[0]
 
     def split(self, n_first: int) -> tuple[Dataset, Dataset]:
-        """Splits into the first `n_first` samples and the rest (same grid and attrs)."""
+        """Splits into the first `n_first` samples and the rest (same grid and attrs).
+
+        On-disk arrays stay on disk: the parts are [`OnDiskArray`][] subsets, nothing is read.
+        """
         if not 0 < n_first < len(self):
             raise DatasetError(
                 f"cannot split a dataset of {len(self)} samples at {n_first}; "
                 f"allowed: 0 < n_first < {len(self)}"
             )
-        head = Dataset(self.inputs[:n_first], self.outputs[:n_first], self.grid, self.attrs)
-        tail = Dataset(self.inputs[n_first:], self.outputs[n_first:], self.grid, self.attrs)
-        return head, tail
+        head, tail = slice(None, n_first), slice(n_first, None)
+        return (
+            Dataset(_rows(self.inputs, head), _rows(self.outputs, head), self.grid, self.attrs),
+            Dataset(_rows(self.inputs, tail), _rows(self.outputs, tail), self.grid, self.attrs),
+        )
+
+    def close(self) -> None:
+        """Closes the file behind on-disk arrays (a later read reopens it); nothing to do for
+        arrays in memory."""
+        for array in (self.inputs, self.outputs):
+            if isinstance(array, OnDiskArray):
+                array.close()
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _rows(array: np.ndarray | OnDiskArray, rows: slice) -> np.ndarray | OnDiskArray:
+    return array.subset(rows=rows) if isinstance(array, OnDiskArray) else array[rows]
+
+
+def _identity(handle: h5py.File) -> tuple[int, int, int, int]:
+    """Which file an open handle reads, and its state: device, inode, size, modification time."""
+    st = os.fstat(handle.id.get_vfd_handle())
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _reason(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+class _File:
+    """The read-only HDF5 handle shared by the `OnDiskArray`s of one `open_dataset` call.
+
+    A read checks (one `fstat`) that the file is still the one that was verified; after
+    `close`, or in a child process after `os.fork`, the next read opens the file again, under
+    the same check.
+    """
+
+    def __init__(self, path: Path, handle: h5py.File, identity: tuple[int, int, int, int]):
+        self.path = path
+        self.where = _where(path)
+        self._handle: h5py.File | None = handle
+        self._pid = os.getpid()
+        self._identity = identity
+        self._lock = threading.Lock()
+
+    def check(self, handle: h5py.File) -> None:
+        if _identity(handle) != self._identity:
+            raise DatasetError(
+                f"{self.where}: the file changed since it was opened (its size or modification "
+                "time differs); expected it unchanged: open it again"
+            )
+
+    def _open(self) -> h5py.File:
+        if self._handle is not None and self._pid == os.getpid():
+            return self._handle
+        # After a fork the parent's handle is dropped, never used: HDF5 is not fork-safe.
+        self._handle = None
+        if not os.path.isfile(self.path):
+            raise DatasetError(
+                f"{self.where}: the file no longer exists; it was deleted or moved since it "
+                "was opened"
+            )
+        try:
+            handle = h5py.File(self.path, "r")
+        except Exception as e:
+            raise DatasetError(
+                f"{self.where}: the file cannot be opened again ({_reason(e)}); expected it "
+                "unchanged since it was opened"
+            ) from None
+        try:
+            self.check(handle)
+        except DatasetError:
+            handle.close()
+            raise
+        self._handle, self._pid = handle, os.getpid()
+        return handle
+
+    def read(self, name: str, selection: tuple[Any, ...]) -> np.ndarray:
+        with self._lock:
+            handle = self._open()
+            try:
+                values = handle[name][selection]
+            except Exception as e:
+                self.check(handle)  # a file changed under us explains any failure best
+                raise DatasetError(
+                    f"{self.where}: reading {name} failed ({_reason(e)}); the file is "
+                    "corrupted: regenerate it"
+                ) from None
+            # Reads past the end of a file truncated since it was opened give zeros in HDF5.
+            self.check(handle)
+        return np.asarray(values)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None and self._pid == os.getpid():
+                self._handle.close()
+            self._handle = None
+
+
+class OnDiskArray:
+    """An array of a dataset file, read from disk only where it is indexed.
+
+    [`open_dataset`][] returns the `inputs` and `outputs` of a file as `OnDiskArray`s. They
+    have the `shape`, `dtype`, `ndim`, `size` and `len()` of the array they stand for;
+    indexing reads just the selected values into a new NumPy array, as h5py does:
+
+    - the sample axis takes an integer, a slice (positive step) or a 1-D integer index
+        array (any order, repeats allowed; sorted without repeats reads fastest), or a
+        boolean mask;
+    - an index of each further axis may follow (the same kinds, at most one array in all),
+        or `...`.
+
+    `np.asarray(array)` reads the whole array, explicitly; `subset` selects a range of
+    samples and channels without reading anything. `sciml.train.fit`, `evaluate`, `batches`
+    and `UnitGaussianNormalizer.from_data` read batch by batch, so a dataset larger than
+    memory trains in bounded memory.
+
+    The arrays of one `open_dataset` call share one read-only file handle; `close` (or
+    [`Dataset.close`][], or garbage collection) closes it. The next read after `close`, or
+    in a child process after `os.fork`, opens the file again. Every read checks (one `fstat`)
+    that the file is still the one that was opened and verified, with the same inode, size and
+    modification time: a file changed in place (e.g. truncated), or deleted or replaced before
+    it is opened again, gives a `DatasetError`. A file deleted or replaced while it is open
+    keeps being read as it was.
+    """
+
+    def __init__(self, file: _File, name: str, rows: range, channels: range, spatial, dtype):
+        # Built by `open_dataset` and `subset`: `rows` and `channels` are ranges (positive
+        # step) of the file's sample and channel axes.
+        self._file = file
+        self._name = name
+        self._rows = rows
+        self._channels = channels
+        self._spatial = tuple(int(s) for s in spatial)
+        self._dtype = np.dtype(dtype)
+
+    @property
+    def path(self) -> Path:
+        """The dataset file."""
+        return self._file.path
+
+    @property
+    def name(self) -> str:
+        """The array's name in the file: `"inputs"` or `"outputs"`."""
+        return self._name
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """`(samples, channels, *spatial)`."""
+        return (len(self._rows), len(self._channels), *self._spatial)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The values' type (float32 for files written by [`write_dataset`][])."""
+        return self._dtype
+
+    @property
+    def ndim(self) -> int:
+        """The number of axes."""
+        return 2 + len(self._spatial)
+
+    @property
+    def size(self) -> int:
+        """The number of values."""
+        return math.prod(self.shape)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return (
+            f"OnDiskArray({str(self.path)!r}, {self._name!r}, shape={self.shape}, "
+            f"dtype={self._dtype})"
+        )
+
+    def subset(self, rows: slice = slice(None), channels: slice = slice(None)) -> OnDiskArray:
+        """A range of samples and/or channels of this array, on disk too: nothing is read.
+
+        **Arguments:**
+
+        - `rows`: a slice of the sample axis, e.g. `slice(0, 1000)` (positive step).
+        - `channels`: a slice of the channel axis, e.g. `slice(0, 10)` (positive step).
+
+        **Returns:**
+
+        An `OnDiskArray` of shape `(len(rows), len(channels), *spatial)` that reads the same
+        file: `array.subset(rows=r, channels=c)[k]` equals `array[r, c][k]`.
+        """
+        return OnDiskArray(
+            self._file,
+            self._name,
+            _subrange(self._rows, rows, "rows"),
+            _subrange(self._channels, channels, "channels"),
+            self._spatial,
+            self._dtype,
+        )
+
+    def close(self) -> None:
+        """Closes the file (shared with the other arrays of its dataset); the next read opens
+        it again."""
+        self._file.close()
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if copy is False:
+            raise ValueError(
+                "`OnDiskArray` cannot be converted without a copy (copy=False): its values "
+                "are read from the file"
+            )
+        values = self[...]
+        return values if dtype is None else values.astype(dtype, copy=False)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        axes = (self._rows, self._channels, *(range(s) for s in self._spatial))
+        selection: list[Any] = []
+        shape: list[int] = []
+        reorder = None
+        arrays = 0
+        for key, axis in zip(self._expand(index), axes, strict=True):
+            if isinstance(key, slice):
+                sub = _positive(axis[key])
+                selection.append(slice(sub.start, sub.stop, sub.step))
+                shape.append(len(sub))
+                continue
+            if isinstance(key, int | np.integer) and not isinstance(key, bool | np.bool_):
+                if not -len(axis) <= key < len(axis):
+                    raise IndexError(
+                        f"index {key} is out of bounds for an axis of size {len(axis)} of {self!r}"
+                    )
+                selection.append(axis[key])
+                continue
+            where = np.asarray(key)
+            if where.dtype == np.bool_ and where.shape == (len(axis),):
+                where = np.flatnonzero(where)
+            elif where.shape == (0,):
+                where = where.astype(np.intp)  # e.g. [], which NumPy reads as float64
+            if where.ndim != 1 or not np.issubdtype(where.dtype, np.integer):
+                raise IndexError(
+                    f"{self!r} takes integers, slices, 1-D integer arrays, boolean masks of an "
+                    f"axis and `...` as indices, got {_describe(key)}"
+                )
+            arrays += 1
+            if arrays > 1:
+                raise IndexError(
+                    f"{self!r} takes at most one index array (h5py reads one fancy "
+                    "selection); index the result for more"
+                )
+            if where.size and not (-len(axis) <= where.min() and where.max() < len(axis)):
+                raise IndexError(
+                    f"index array with values in [{where.min()}, {where.max()}] is out of "
+                    f"bounds for an axis of size {len(axis)} of {self!r}"
+                )
+            where = np.where(where < 0, where + len(axis), where)
+            unique, inverse = np.unique(where, return_inverse=True)
+            if len(unique) != len(where) or np.any(unique != where):
+                reorder = (len(shape), inverse)
+            selection.append(axis.start + axis.step * unique)
+            shape.append(len(where))
+        if 0 in shape:
+            return np.empty(tuple(shape), self._dtype)
+        values = self._file.read(self._name, tuple(selection))
+        if reorder is not None:
+            values = np.take(values, reorder[1], axis=reorder[0])
+        return values
+
+    def _expand(self, index: Any) -> tuple[Any, ...]:
+        """`index` as one key per axis (`...` and missing trailing keys become `:`)."""
+        keys = index if isinstance(index, tuple) else (index,)
+        if any(k is None for k in keys):
+            raise IndexError(
+                f"{self!r} takes no new axes (None) in an index; add them after reading"
+            )
+        ellipses = [i for i, k in enumerate(keys) if k is Ellipsis]
+        if len(ellipses) > 1:
+            raise IndexError(f"an index of {self!r} can only have a single ellipsis ('...')")
+        if ellipses:
+            i = ellipses[0]
+            keys = keys[:i] + (slice(None),) * (self.ndim - len(keys) + 1) + keys[i + 1 :]
+        if len(keys) > self.ndim:
+            raise IndexError(
+                f"too many indices for {self!r}: {len(keys)} given, at most {self.ndim}"
+            )
+        return keys + (slice(None),) * (self.ndim - len(keys))
+
+
+def _positive(axis: range) -> range:
+    """A range in increasing order (h5py reads nothing else): one of at most one element
+    may have come from a negative step."""
+    if axis.step > 0:
+        return axis
+    if len(axis) > 1:
+        raise IndexError(
+            "`OnDiskArray` takes slices with a positive step only (h5py reads in increasing "
+            "order); reverse the result instead"
+        )
+    start = axis.start if len(axis) else 0
+    return range(start, start + len(axis))
+
+
+def _subrange(axis: range, part: Any, name: str) -> range:
+    if not isinstance(part, slice):
+        raise ValueError(
+            f"`OnDiskArray.subset` needs `{name}` to be a slice, e.g. slice(0, 10), got "
+            f"{_describe(part)}."
+        )
+    if part.step is not None and (isinstance(part.step, bool) or not part.step > 0):
+        raise ValueError(f"`OnDiskArray.subset` needs `{name}` with a positive step, got {part!r}.")
+    return _positive(axis[part])
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 class _Hasher:
@@ -86,9 +417,10 @@ class _Hasher:
 
     def update(self, name: str, array: np.ndarray) -> None:
         # Little-endian bytes whatever byte order the file declares: the checksum covers the
-        # values, so a damaged byte-order flag in a file's header is caught too.
+        # values, so a damaged byte-order flag in a file's header is caught too. Updating with
+        # consecutive parts of an array gives the checksum of the whole.
         array = np.asarray(array)
-        self._h[name].update(np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes())
+        self._h[name].update(np.ascontiguousarray(array, array.dtype.newbyteorder("<")))
 
     def hexdigest(self) -> str:
         combined = hashlib.sha256()
@@ -96,6 +428,20 @@ class _Hasher:
             combined.update(name.encode())
             combined.update(self._h[name].digest())
         return combined.hexdigest()
+
+
+def _scan(hasher: _Hasher, name: str, array: Any) -> int:
+    """Adds `array` (in memory, or an h5py dataset: then read) to the checksum, about
+    `_SCAN_BYTES` at a time; returns its number of non-finite values."""
+    row_bytes = array.dtype.itemsize * math.prod(array.shape[1:])
+    rows = max(1, _SCAN_BYTES // max(1, row_bytes))
+    bad = 0
+    for start in range(0, array.shape[0], rows):
+        chunk = np.asarray(array[start : start + rows])
+        hasher.update(name, chunk)
+        bad += chunk.size - np.count_nonzero(np.isfinite(chunk))
+        del chunk  # before the next one is read
+    return bad
 
 
 def _metadata(attrs: dict[str, Any]) -> np.ndarray:
@@ -295,11 +641,11 @@ def load_dataset(path: str | os.PathLike, *, verify: bool = True) -> Dataset:
 
     - `path`: the `.h5` file.
     - `verify`: recompute the checksum and compare it with the stored one, and check that
-        every value is finite.
+        every value is finite (both over bounded parts of the arrays at a time).
 
     **Returns:**
 
-    A [`Dataset`][].
+    A [`Dataset`][] of NumPy arrays. For a file larger than memory, see [`open_dataset`][].
 
     **Raises:**
 
@@ -307,7 +653,41 @@ def load_dataset(path: str | os.PathLike, *, verify: bool = True) -> Dataset:
     file, not HDF5, truncated, missing arrays or attributes, wrong types, inconsistent shapes,
     checksum mismatch, non-finite values.
     """
-    path = Path(path)
+    return _read(Path(path), verify=verify, lazy=False)
+
+
+def open_dataset(path: str | os.PathLike, *, verify: bool = True) -> Dataset:
+    """Opens a dataset written by [`write_dataset`][] without reading its arrays into memory.
+
+    The file is checked as by [`load_dataset`][], with the same errors: with `verify`, the
+    checksum and the finiteness check read the file once, about 64 MB at a time. The `inputs`
+    and `outputs` of the result are [`OnDiskArray`][]s, which read only the samples they are
+    indexed with, so that `sciml.train.fit` and `evaluate` stream a dataset larger than memory
+    batch by batch (`sciml run` does with `data.stream = true`).
+
+    **Arguments:**
+
+    - `path`: the `.h5` file.
+    - `verify`: recompute the checksum and compare it with the stored one, and check that
+        every value is finite.
+
+    **Returns:**
+
+    A [`Dataset`][] whose arrays stay on disk; the grid and the attributes are in memory. It
+    holds the file open (read-only) until `close()`, the end of a `with` block, or garbage
+    collection.
+
+    **Raises:**
+
+    `DatasetError`, as [`load_dataset`][]; later, from a read, if the file changed or was
+    deleted since it was opened.
+    """
+    return _read(Path(path), verify=verify, lazy=True)
+
+
+def _read(path: Path, *, verify: bool, lazy: bool) -> Dataset:
+    """`load_dataset` (`lazy=False`) and `open_dataset` (`lazy=True`): the same checks, in the
+    same order, with the same messages."""
     where = _where(path)
     if not os.path.isfile(path):
         if os.path.isdir(path):
@@ -316,70 +696,94 @@ def load_dataset(path: str | os.PathLike, *, verify: bool = True) -> Dataset:
     size = os.path.getsize(path)
     if size == 0:
         raise DatasetError(f"{where}: the file is empty; expected an HDF5 dataset file")
+    handle = None
+    bad: dict[str, int] = {}
     try:
-        with h5py.File(path, "r") as f:
-            attrs = _read_attrs(f, path)
-            x = _check_array(f, "inputs", where, grid=False, size=size)
-            y = _check_array(f, "outputs", where, grid=False, size=size)
-            axes = [f"x{i}" for i in range(x.ndim - 2)]
-            group = f.get("grid")
-            if not isinstance(group, h5py.Group) or sorted(group) != axes:
-                if group is None:
-                    held = "missing grid"
-                elif isinstance(group, h5py.Group):
-                    held = f"'grid' holds {', '.join(sorted(group)) or 'nothing'}"
-                else:
-                    held = "'grid' is not a group"
-                raise DatasetError(
-                    f"{where}: {held}; expected the coordinate arrays {', '.join(axes)} (one "
-                    f"per spatial axis of inputs {x.shape})"
-                )
-            coords = [_check_array(f, f"grid/{a}", where, grid=True, size=size) for a in axes]
-            inputs, outputs = x[...], y[...]
-            grid = tuple(c[...] for c in coords)
-    except DatasetError:
-        raise
-    except Exception as e:  # h5py raises many kinds of error for a damaged file
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise DatasetError(
-            f"{where}: unreadable or corrupted HDF5 file ({reason}); expected a dataset "
-            "written by sciml"
-        ) from None
-    spatial = tuple(len(c) for c in grid)
-    if (
-        inputs.shape[0] != outputs.shape[0]
-        or inputs.shape[2:] != spatial
-        or outputs.shape[2:] != spatial
-    ):
-        raise DatasetError(
-            f"{where}: inconsistent shapes inputs {inputs.shape}, outputs {outputs.shape}, "
-            f"grid {spatial}; expected (n, c_in, *spatial), (n, c_out, *spatial) and one "
-            "coordinate vector per spatial axis"
-        )
-    if verify:
+        handle = h5py.File(path, "r")
+        identity = _identity(handle) if lazy else None
+        attrs = _read_attrs(handle, path)
+        x = _check_array(handle, "inputs", where, grid=False, size=size)
+        y = _check_array(handle, "outputs", where, grid=False, size=size)
+        axes = [f"x{i}" for i in range(x.ndim - 2)]
+        group = handle.get("grid")
+        if not isinstance(group, h5py.Group) or sorted(group) != axes:
+            if group is None:
+                held = "missing grid"
+            elif isinstance(group, h5py.Group):
+                held = f"'grid' holds {', '.join(sorted(group)) or 'nothing'}"
+            else:
+                held = "'grid' is not a group"
+            raise DatasetError(
+                f"{where}: {held}; expected the coordinate arrays {', '.join(axes)} (one "
+                f"per spatial axis of inputs {x.shape})"
+            )
+        coords = [_check_array(handle, f"grid/{a}", where, grid=True, size=size) for a in axes]
         names = (*_ARRAYS, "grid") if attrs["format_version"] == 1 else (*_ARRAYS, "grid", "attrs")
         hasher = _Hasher(names)
-        hasher.update("inputs", inputs)
-        hasher.update("outputs", outputs)
-        for coords in grid:
-            hasher.update("grid", coords)
-        if "attrs" in names:
-            hasher.update("attrs", _metadata(attrs))
-        if hasher.hexdigest() != attrs["sha256"]:
-            raise DatasetError(
-                f"{where}: checksum mismatch (the stored sha256 does not match the contents); "
-                "the file is corrupted: regenerate it"
-            )
-        for name, arrays in (("inputs", [inputs]), ("outputs", [outputs]), ("grid", grid)):
-            bad = sum(a.size - np.count_nonzero(np.isfinite(a)) for a in arrays)
-            if bad:
-                raise DatasetError(
-                    f"{where}: {name} hold {bad} non-finite values (NaN or inf); expected "
-                    "finite numbers"
-                )
+        # Either way the file is read in the same order: inputs, outputs, grid.
+        inputs, outputs = (x, y) if lazy else (x[...], y[...])
+        if lazy and verify:
+            bad = {name: _scan(hasher, name, a) for name, a in (("inputs", x), ("outputs", y))}
+        grid = tuple(c[...] for c in coords)
+        if not lazy:
+            handle.close()
+    except Exception as e:  # h5py raises many kinds of error for a damaged file
+        if handle is not None:
+            handle.close()
+        if isinstance(e, DatasetError):
+            raise
+        raise DatasetError(
+            f"{where}: unreadable or corrupted HDF5 file ({_reason(e)}); expected a dataset "
+            "written by sciml"
+        ) from None
     try:
-        attrs["recipe"] = json.loads(attrs["recipe"])
-    except (ValueError, RecursionError) as e:
-        reason = " ".join(str(e).split())
-        raise DatasetError(f"{where}: attribute 'recipe' is not valid JSON ({reason})") from None
-    return Dataset(inputs, outputs, grid, attrs)
+        spatial = tuple(len(c) for c in grid)
+        if (
+            inputs.shape[0] != outputs.shape[0]
+            or inputs.shape[2:] != spatial
+            or outputs.shape[2:] != spatial
+        ):
+            raise DatasetError(
+                f"{where}: inconsistent shapes inputs {inputs.shape}, outputs {outputs.shape}, "
+                f"grid {spatial}; expected (n, c_in, *spatial), (n, c_out, *spatial) and one "
+                "coordinate vector per spatial axis"
+            )
+        if verify:
+            if not lazy:
+                arrays = (("inputs", inputs), ("outputs", outputs))
+                bad = {name: _scan(hasher, name, a) for name, a in arrays}
+            bad["grid"] = sum(_scan(hasher, "grid", c) for c in grid)
+            if "attrs" in names:
+                hasher.update("attrs", _metadata(attrs))
+            if hasher.hexdigest() != attrs["sha256"]:
+                raise DatasetError(
+                    f"{where}: checksum mismatch (the stored sha256 does not match the "
+                    "contents); the file is corrupted: regenerate it"
+                )
+            for name in ("inputs", "outputs", "grid"):
+                if bad[name]:
+                    raise DatasetError(
+                        f"{where}: {name} hold {bad[name]} non-finite values (NaN or inf); "
+                        "expected finite numbers"
+                    )
+        try:
+            attrs["recipe"] = json.loads(attrs["recipe"])
+        except (ValueError, RecursionError) as e:
+            raise DatasetError(
+                f"{where}: attribute 'recipe' is not valid JSON ({_reason(e)})"
+            ) from None
+        if not lazy:
+            return Dataset(inputs, outputs, grid, attrs)
+        file = _File(path, handle, identity)
+        file.check(handle)  # nothing changed the file while it was verified
+    except BaseException:
+        handle.close()
+        raise
+    return Dataset(
+        *(
+            OnDiskArray(file, name, range(a.shape[0]), range(a.shape[1]), a.shape[2:], a.dtype)
+            for name, a in (("inputs", x), ("outputs", y))
+        ),
+        grid,
+        attrs,
+    )

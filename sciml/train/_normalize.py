@@ -96,10 +96,13 @@ class UnitGaussianNormalizer(eqx.Module):
         mean = np.zeros(shape[1:], np.float64)
         m2 = np.zeros(shape[1:], np.float64)
         for start in range(0, n_total, chunk_size):
-            chunk = np.asarray(data[start : start + chunk_size], dtype=np.float64)
+            chunk = np.array(data[start : start + chunk_size], dtype=np.float64)  # a copy
             n_b = chunk.shape[0]
             mean_b = chunk.mean(axis=0)
-            m2_b = ((chunk - mean_b) ** 2).sum(axis=0)
+            # `((chunk - mean_b) ** 2).sum(axis=0)`, in place: the same values, a third of the
+            # memory.
+            np.square(np.subtract(chunk, mean_b, out=chunk), out=chunk)
+            m2_b = chunk.sum(axis=0)
             delta = mean_b - mean
             total = count + n_b
             mean = mean + delta * (n_b / total)
