@@ -65,12 +65,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
-def remove_temporaries(directory: str | os.PathLike) -> list[pathlib.Path]:
+def remove_temporaries(
+    directory: str | os.PathLike, *, target: str | None = None
+) -> list[pathlib.Path]:
     """Deletes the temporary files that writes interrupted by a crash left in `directory`.
 
     Only files named like `atomic_path`'s temporaries (`.<name>.<8 characters>.tmp`) are
-    touched, never a complete file. Call it only while no other process writes there (e.g.
-    holding a `RunLock`).
+    touched, never a complete file; with `target`, only those of the file named `target`.
+    Call it only while no other process writes them (e.g. holding a `RunLock`).
 
     **Returns:**
 
@@ -81,7 +83,11 @@ def remove_temporaries(directory: str | os.PathLike) -> list[pathlib.Path]:
         return []
     removed = []
     for entry in directory.iterdir():
-        if _TEMPORARY.match(entry.name) and entry.is_file():
+        # ".<target>.<8 characters>.tmp"
+        mine = target is None or (
+            entry.name.startswith(f".{target}.") and len(entry.name) == len(target) + 14
+        )
+        if _TEMPORARY.match(entry.name) and mine and entry.is_file():
             entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
@@ -95,21 +101,28 @@ class RunLock:
     the process ends, however it ends (SIGKILL included), so a crashed run never leaves a
     stale lock. Where `fcntl` is unavailable (Windows) the lock is a no-op.
 
+    **Arguments:**
+
+    - `directory`: the directory to lock.
+    - `wait`: block until the lock is free instead of raising.
+    - `lock_name`: the lock file's name in `directory` (several independent locks in one
+        directory, e.g. one per dataset file of a cache).
+
     **Raises:**
 
     `RuntimeError` naming the directory and the holder's process id if another process (or
-    another open `RunLock` in this one) holds it.
+    another open `RunLock` in this one) holds it and `wait` is false.
     """
 
-    def __init__(self, directory: str | os.PathLike):
+    def __init__(self, directory: str | os.PathLike, *, wait: bool = False, lock_name=".lock"):
         directory = pathlib.Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self._file = None
         if fcntl is None:
             return
-        f = open(directory / ".lock", "a+")  # noqa: SIM115 - held until release()
+        f = open(directory / lock_name, "a+")  # noqa: SIM115 - held until release()
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "unknown"

@@ -22,7 +22,7 @@ import tomli_w
 
 from . import data as sdata
 from . import operators, train
-from ._atomic import atomic_write_bytes
+from ._atomic import RunLock, atomic_write_bytes, remove_temporaries
 from .data._generate import get_recipe
 
 ACTIVATIONS = {
@@ -68,16 +68,22 @@ def obtain_dataset(data_cfg: dict, *, progress: bool = True) -> sdata.Dataset:
     if not path.exists():
         if data_cfg["path"]:
             raise sdata.DatasetError(f"config key 'data.path' = {str(path)!r}: no such file")
-        print(f"generating {n} {recipe.name} samples -> {path}", flush=True)
-        sdata.make_dataset(
-            recipe.name,
-            path,
-            n=n,
-            resolution=data_cfg["resolution"],
-            seed=data_cfg["seed"],
-            progress=progress,
-            **recipe_options(data_cfg),
-        )
+        # Runs started together (a sweep in several shells) generate a cached file once: the
+        # others wait for it. Under the lock, the temporary file of a generation that was
+        # killed is deleted, since no other process is writing this one.
+        with RunLock(path.parent, wait=True, lock_name=f".{path.name}.lock"):
+            remove_temporaries(path.parent, target=path.name)
+            if not path.exists():
+                print(f"generating {n} {recipe.name} samples -> {path}", flush=True)
+                sdata.make_dataset(
+                    recipe.name,
+                    path,
+                    n=n,
+                    resolution=data_cfg["resolution"],
+                    seed=data_cfg["seed"],
+                    progress=progress,
+                    **recipe_options(data_cfg),
+                )
     read = sdata.open_dataset if data_cfg.get("stream", False) else sdata.load_dataset
     dataset = read(path)
     if len(dataset) < n:

@@ -213,3 +213,45 @@ def test_a_torn_last_metrics_line_is_dropped_and_an_earlier_one_is_an_error(tmp_
     path.write_text('{"epoch": 0, "st\n{"epoch": 1, "step": 8}\n')
     with pytest.raises(ValueError, match="line 1 is not a metrics record"):
         _read_history(path)
+
+
+def test_a_cached_dataset_is_generated_once_and_a_killed_generation_leaves_nothing(tmp_path):
+    import threading
+
+    from sciml._config import validate_config
+    from sciml._experiment import dataset_path, obtain_dataset
+
+    config = validate_config(
+        {
+            "data": {
+                "recipe": "darcy",
+                "resolution": 9,
+                "solve_resolution": 17,
+                "n_train": 2,
+                "n_test": 1,
+                "cache_dir": str(tmp_path),
+            },
+            "model": {"modes": [4, 4]},
+            "train": {"batch_size": 2},
+        }
+    )
+    path = dataset_path(config["data"])
+    stale = tmp_path / f".{path.name}.abcd1234.tmp"  # what a SIGKILL during generation leaves
+    other = tmp_path / ".other.h5.abcd1234.tmp"  # another file's write, maybe in progress
+    stale.write_bytes(b"partial")
+    other.write_bytes(b"partial")
+
+    # While another process generates this file, a second run waits for it.
+    holder = RunLock(tmp_path, lock_name=f".{path.name}.lock")
+    finished = threading.Event()
+    thread = threading.Thread(target=lambda: (obtain_dataset(config["data"]), finished.set()))
+    thread.start()
+    time.sleep(0.5)
+    assert not finished.is_set() and not path.exists()
+    holder.release()
+    thread.join(timeout=300)
+    assert finished.is_set() and path.is_file()
+    assert not stale.exists() and other.exists()
+    before = path.stat().st_mtime_ns
+    assert len(obtain_dataset(config["data"])) == 3
+    assert path.stat().st_mtime_ns == before  # generated once

@@ -245,6 +245,13 @@ def fit(
         checkpoints; state `{"model", "opt_state", "key", "best_model"}` (key as
         `jax.random.key_data`), metadata epoch, step, best metric, `num_train`, `batch_size`.
     - `plots/loss.png`: `plot_history` of the run, written at the end.
+    - `.lock`: locked (`flock`) while a process trains the run, so a second `fit` on the
+        same directory stops with a one-line error instead of interleaving checkpoints; the
+        system releases it when the process ends, however it ends.
+
+    Every file is written atomically (temporary file, fsync, rename), so a crash at any
+    moment leaves complete files; temporaries of interrupted writes are deleted when a run
+    starts or resumes.
 
     **Resuming.** With `resume=True` the newest complete checkpoint in
     `run_dir/checkpoints` is restored (model, optimiser state, best model and best metric),
