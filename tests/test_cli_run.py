@@ -100,7 +100,7 @@ def test_run_then_resume(tmp_path):
     assert 0 < results["test_relative_l2"] < 1.5
     assert "test_relative_l2" in out.stdout and str(run_dir.name) in out.stdout
     # The dataset was generated once and cached.
-    (cached,) = (tmp_path / "data").iterdir()
+    (cached,) = (tmp_path / "data").glob("*.h5")
     assert load_dataset(cached).inputs.shape == (16, 1, 17, 17)
 
     # Resume the finished run and extend it by one epoch: history continues, no duplicates.
