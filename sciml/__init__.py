@@ -13,15 +13,37 @@
 - `sciml.interop`: Flax (NNX and Linen) models as sciml models and back.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from . import data as data
-from . import derivatives as derivatives
-from . import fields as fields
-from . import interop as interop
-from . import operators as operators
-from . import pinn as pinn
-from . import train as train
+# The subpackages are imported on first use (`sciml.data`, `import sciml.pinn`, `from sciml
+# import train`): `import sciml` and the command line's start-up (`sciml --help`, a config
+# error) then load neither JAX nor Flax, diffrax or matplotlib, and `sciml run` only what it
+# uses. Type checkers and the API docs see the eager imports below.
+_SUBPACKAGES = ("data", "derivatives", "fields", "interop", "operators", "pinn", "train")
+
+if TYPE_CHECKING:
+    from . import data as data
+    from . import derivatives as derivatives
+    from . import fields as fields
+    from . import interop as interop
+    from . import operators as operators
+    from . import pinn as pinn
+    from . import train as train
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        # Importing a submodule also binds it as an attribute of this package, so this
+        # runs once per subpackage.
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SUBPACKAGES})
+
 
 try:
     __version__ = version("sciml")

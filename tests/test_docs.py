@@ -17,13 +17,12 @@ pytest.importorskip("mkdocs", reason="the documentation tools come with the `dev
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-# One worker builds the site once for all tests here (pytest-xdist runs the suite).
+# The site is built once for all tests here, also when pytest-xdist spreads them over workers
+# (`once_per_run`; the group keeps them on one worker where xdist honours it).
 pytestmark = pytest.mark.xdist_group("docs_site")
 
 
-@pytest.fixture(scope="session")
-def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("site")
+def _build(out: pathlib.Path) -> None:
     closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
     env = {
         **os.environ,
@@ -48,7 +47,11 @@ def site(tmp_path_factory):
     assert result.returncode == 0, output
     warnings = [line for line in output.splitlines() if "WARNING" in line]
     assert not warnings, "\n".join(warnings)
-    return out
+
+
+@pytest.fixture(scope="session")
+def site(once_per_run):
+    return once_per_run("docs_site", _build)
 
 
 def _page(site: pathlib.Path, name: str) -> str:
@@ -61,7 +64,8 @@ def _page(site: pathlib.Path, name: str) -> str:
         ("api/operators", ["FNO", "MgNO", "DeepONet", "SpectralConv"]),
         ("api/fields", ["MLP", "PIG"]),
         ("api/derivatives", ["laplacian", "stde_laplacian", "differential_operator"]),
-        ("api/data", ["grf", "darcy_solve", "burgers_solve", "load_dataset"]),
+        ("api/data", ["grf", "darcy_solve", "burgers_solve", "load_dataset", "open_dataset"]),
+        ("api/data", ["OnDiskArray", "OnDiskArray.subset", "Dataset.close"]),
         ("api/train", ["fit", "train_step", "init_optimizer", "batches", "save_checkpoint"]),
         ("api/pinn", ["solve", "Problem", "Dirichlet", "benchmarks.helmholtz_2d"]),
     ],

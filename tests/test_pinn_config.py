@@ -45,6 +45,10 @@ def test_invalid_pinn_configs(raw, message):
 
 def _sciml(*args, cwd):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    # A test's processes (a run and its resume) share their XLA compilations through a
+    # persistent cache in its own directory: the later ones load rather than recompile.
+    env["JAX_COMPILATION_CACHE_DIR"] = str(Path(cwd) / ".jax_cache")
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     return subprocess.run(
         [sys.executable, "-m", "sciml", *args], cwd=cwd, env=env, capture_output=True, text=True
     )

@@ -1,21 +1,34 @@
 """Training-curve and prediction plots (matplotlib, Agg, written atomically)."""
 
+from __future__ import annotations
+
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from jaxtyping import ArrayLike
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from .._atomic import atomic_path
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _figure(figsize: tuple[float, float]) -> Figure:
+    # Figures are built with the object-oriented API on an Agg canvas: no pyplot global
+    # state, no GUI backend, nothing is ever shown. matplotlib is imported here, on the first
+    # plot, so that `import sciml.train` does not pay for it.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
 
 def _save(fig: Figure, path: str | os.PathLike) -> pathlib.Path:
-    # Figures are built with the object-oriented API on an Agg canvas: no pyplot global
-    # state, no GUI backend, nothing is ever shown.
     path = pathlib.Path(path)
     fmt = path.suffix.lstrip(".") or "png"
     with atomic_path(path) as tmp:
@@ -50,8 +63,7 @@ def plot_history(
             if k == "train_loss" or k.startswith(("eval_", "loss_"))
         )
     )
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure((6, 4))
     ax = fig.add_subplot()
     all_positive = True
     for name in names:
@@ -131,8 +143,7 @@ def plot_predictions(
     elif len(titles) != len(default):
         raise ValueError(f"`titles` must have {len(default)} entries, got {len(titles)}.")
     cols = len(default)
-    fig = Figure(figsize=(3.2 * cols, 2.8 * num), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure((3.2 * cols, 2.8 * num))
     axes = np.asarray(fig.subplots(num, cols, squeeze=False))
     for row in range(num):
         x, t, p = inputs[row, 0], targets[row, 0], preds[row, 0]
@@ -202,8 +213,7 @@ def plot_solution(
         rows = [(pts[:, 2] == t, f"{labels[2]} = {t:.3g}") for t in chosen]
     else:
         rows = [(np.ones(len(pts), bool), "")]
-    fig = Figure(figsize=(12, 3.4 * len(rows)), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure((12, 3.4 * len(rows)))
     axes = fig.subplots(len(rows), 3, squeeze=False)
     lo, hi = float(min(pred.min(), ref.min())), float(max(pred.max(), ref.max()))
     for (mask, title), ax_row in zip(rows, axes, strict=True):

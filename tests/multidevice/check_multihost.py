@@ -13,8 +13,10 @@ import sys
 
 role, port, out, run_dir = sys.argv[1:5]
 os.environ["JAX_PLATFORMS"] = "cpu"
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=" + (
-    "4" if role == "ref" else "2"
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "")
+    + " --xla_force_host_platform_device_count="
+    + ("4" if role == "ref" else "2")
 )
 
 import equinox as eqx  # noqa: E402
