@@ -15,11 +15,9 @@ import optax
 from jax.sharding import Mesh
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from .._atomic import RunLock, remove_temporaries
 from .._progress import progress_bar
 from ..train import (
     init_optimizer,
-    latest_checkpoint,
     plot_history,
     plot_solution,
     replicate,
@@ -35,8 +33,11 @@ from ..train._fit import (
     _append_record,
     _learning_rate,
     _nonfinite_options,
+    _open_run,
     _read_history,
+    _released_on_error,
     _Snapshots,
+    _stop_unless_rollback,
     _write_history,
 )
 from ..train._sharding import is_writer, shard_like, sync
@@ -382,20 +383,9 @@ def solve(
     if run_dir is not None:
         run_dir = pathlib.Path(run_dir)
         writer = is_writer()
-        # Held until `solve` returns or raises; the system drops it if the process dies.
-        lock = RunLock(run_dir) if writer else None
-        try:
+        lock, latest = _open_run(run_dir, resume=resume, who="sciml.pinn.solve")
+        with _released_on_error(lock):
             ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
-            latest = latest_checkpoint(ckpt_dir)
-            if not resume and (latest is not None or metrics_path.exists()):
-                raise ValueError(
-                    f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` or a fresh "
-                    "directory."
-                )
-            sync("sciml.pinn.solve: run_dir checked")  # no process writes before all checked
-            if writer:
-                for directory in (run_dir, ckpt_dir, run_dir / "plots"):
-                    remove_temporaries(directory)  # left by a crash during a write
             if latest is not None:
                 like_points = problem.sample(jax.random.key(0), num_points, "uniform", dtype=dtype)
                 like = {
@@ -425,10 +415,6 @@ def solve(
             sync("sciml.pinn.solve: run restored")
             if writer:
                 _write_history(metrics_path, history)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
     if points is None and first_points is not None:
         points = shard({name: jnp.asarray(x, dtype) for name, x in first_points.items()})
     elif points is None:
@@ -523,15 +509,7 @@ def solve(
             bad = guard.first_nonfinite()
             if bad is not None and (on_nonfinite != "skip" or bad[1] in _UNSKIPPABLE):
                 bad_step, quantity = bad
-                if not rollback:
-                    skip = on_nonfinite == "skip"
-                    raise error(bad_step, quantity, " (cannot be skipped)" if skip else "")
-                if rollbacks >= max_rollbacks:
-                    raise error(
-                        bad_step,
-                        quantity,
-                        f" after {rollbacks} rollback(s) (learning-rate factor {lr_factor:g})",
-                    )
+                _stop_unless_rollback(error, bad, on_nonfinite, rollbacks, max_rollbacks, lr_factor)
                 rollbacks += 1
                 lr_factor *= rollback_lr_factor
                 delete = run_dir is not None and writer

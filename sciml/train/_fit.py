@@ -1,12 +1,13 @@
 """`fit`: a complete training loop built from the public pieces of `sciml.train`."""
 
+import contextlib
 import json
 import math
 import os
 import pathlib
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -75,6 +76,66 @@ def _nonfinite_options(
         raise ValueError(f"`rollback_lr_factor` must be in (0, 1), got {rollback_lr_factor!r}.")
     count = 3 if max_rollbacks is None else _positive_int("max_rollbacks", max_rollbacks)
     return on_nonfinite, float(factor), count
+
+
+@contextlib.contextmanager
+def _released_on_error(lock: RunLock | None) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _open_run(
+    run_dir: pathlib.Path, *, resume: bool, who: str
+) -> tuple[RunLock | None, pathlib.Path | None]:
+    """Locks `run_dir` for this run (the writing process only; held until `release()`, and
+    dropped by the system if the process dies), checks that it holds no run unless resuming,
+    and deletes the temporary files of writes a crash interrupted.
+
+    **Returns:**
+
+    `(lock, latest)`: the lock (`None` on processes that do not write) and the newest
+    complete checkpoint, if any.
+    """
+    writer = is_writer()
+    lock = RunLock(run_dir) if writer else None
+    with _released_on_error(lock):
+        latest = latest_checkpoint(run_dir / "checkpoints")
+        if not resume and (latest is not None or (run_dir / "metrics.jsonl").exists()):
+            raise ValueError(
+                f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` to continue "
+                "it, or a fresh directory."
+            )
+        sync(f"{who}: run_dir checked")  # no process writes before all have checked
+        if writer:
+            for directory in (run_dir, run_dir / "checkpoints", run_dir / "plots"):
+                remove_temporaries(directory)
+    return lock, latest
+
+
+def _stop_unless_rollback(
+    error: Callable[..., Exception],
+    bad: tuple[int, str],
+    on_nonfinite: str,
+    rollbacks: int,
+    max_rollbacks: int,
+    lr_factor: float,
+) -> None:
+    """Raises `error(step, quantity, detail)` for the non-finite step `bad`, unless the policy
+    rolls it back."""
+    bad_step, quantity = bad
+    if on_nonfinite != "rollback":
+        skip = on_nonfinite == "skip"
+        raise error(bad_step, quantity, " (cannot be skipped)" if skip else "")
+    if rollbacks >= max_rollbacks:
+        raise error(
+            bad_step,
+            quantity,
+            f" after {rollbacks} rollback(s) (learning-rate factor {lr_factor:g})",
+        )
 
 
 class _Snapshots:
@@ -409,21 +470,10 @@ def fit(
     if run_dir is not None:
         run_dir = pathlib.Path(run_dir)
         writer = is_writer()
-        # Held until `fit` returns or raises; the system drops it if the process dies.
-        lock = RunLock(run_dir) if writer else None
-        try:
+        lock, latest = _open_run(run_dir, resume=resume, who="sciml.fit")
+        with _released_on_error(lock):
             ckpt_dir = run_dir / "checkpoints"
             metrics_path = run_dir / "metrics.jsonl"
-            latest = latest_checkpoint(ckpt_dir)
-            if not resume and (latest is not None or metrics_path.exists()):
-                raise ValueError(
-                    f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` to continue "
-                    "it, or a fresh directory."
-                )
-            sync("sciml.fit: run_dir checked")  # no process writes before all have checked
-            if writer:
-                for directory in (run_dir, ckpt_dir, run_dir / "plots"):
-                    remove_temporaries(directory)  # left by a crash during a write
             if latest is not None:
                 like = {
                     "model": model,
@@ -461,10 +511,6 @@ def fit(
             sync("sciml.fit: run restored")
             if writer:
                 _write_history(metrics_path, history)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
 
     def fresh_guard() -> GuardState:
         guard = init_guard(
@@ -524,15 +570,7 @@ def fit(
             bad = guard.first_nonfinite()
             if bad is not None and (on_nonfinite != "skip" or bad[1] in _UNSKIPPABLE):
                 bad_step, quantity = bad
-                if not rollback:
-                    skip = on_nonfinite == "skip"
-                    raise error(bad_step, quantity, " (cannot be skipped)" if skip else "")
-                if rollbacks >= max_rollbacks:
-                    raise error(
-                        bad_step,
-                        quantity,
-                        f" after {rollbacks} rollback(s) (learning-rate factor {lr_factor:g})",
-                    )
+                _stop_unless_rollback(error, bad, on_nonfinite, rollbacks, max_rollbacks, lr_factor)
                 rollbacks += 1
                 lr_factor *= rollback_lr_factor
                 delete = run_dir is not None and writer
