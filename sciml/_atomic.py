@@ -1,9 +1,16 @@
-"""Atomic file writes: write to a temporary file in the target directory, fsync, rename."""
+"""Atomic file writes (temporary file in the target directory, fsync, rename), run-directory
+locks, and one-line errors for a failed write.
+
+Nothing here follows a symbolic link that it did not create: lock files and appended files are
+opened with `O_NOFOLLOW`, temporaries are created with `O_EXCL`.
+"""
 
 import contextlib
+import errno
 import os
 import pathlib
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 
@@ -11,6 +18,108 @@ try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+# What a failed write means, for the errors a user can do something about.
+_CAUSES = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file size limit exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.ELOOP: "it is a symbolic link, which is not followed",
+    errno.EIO: "input/output error of the device",
+}
+
+
+class StorageError(OSError):
+    """A file could not be written or read for a reason of the file system (disk full, no
+    permission, read-only, a symbolic link where a file was expected); the message is one line
+    naming the path and the cause."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def storage_error(error: BaseException, path: str | os.PathLike) -> StorageError | None:
+    """The `StorageError` that explains `error` (or an exception it was raised from, e.g. a
+    `jax` tree error around an `OSError`) while writing `path`; `None` if no `OSError` of the
+    file system is behind it."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, StorageError):
+            return error
+        if isinstance(error, OSError) and error.errno in _CAUSES:
+            return StorageError(error.errno, f"cannot write '{path}': {_CAUSES[error.errno]}")
+        if isinstance(error, OSError) and error.errno is None and _SHORT_WRITE.search(str(error)):
+            return _short_write(path)
+        error = error.__cause__ or error.__context__
+    return None
+
+
+# NumPy's writers report a write cut short by the device without an errno.
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+
+
+def _short_write(path: str | os.PathLike) -> StorageError:
+    """Why a write to `path` was cut short: a full device or a file-size limit."""
+    try:
+        st = os.statvfs(pathlib.Path(path).parent)
+        full = st.f_bavail * st.f_frsize < (1 << 20)
+    except OSError:
+        full = False
+    try:
+        import resource
+
+        limited = resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
+    except (ImportError, OSError, ValueError):
+        limited = False
+    if full or not limited:
+        return StorageError(errno.ENOSPC, f"cannot write '{path}': {_CAUSES[errno.ENOSPC]}")
+    return StorageError(errno.EFBIG, f"cannot write '{path}': {_CAUSES[errno.EFBIG]}")
+
+
+def open_nofollow(path: str | os.PathLike, flags: int, mode: int = 0o666) -> int:
+    """`os.open` that refuses a symbolic link at `path` (`StorageError`) and anything but a
+    regular file (a FIFO or a device would block or misbehave)."""
+    try:
+        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | os.O_NONBLOCK, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise StorageError(
+                e.errno,
+                f"'{path}' is a symbolic link; refusing to follow it (remove it: sciml creates "
+                "this file itself)",
+            ) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StorageError(
+            errno.EINVAL, f"'{path}' is not a regular file; remove it (sciml creates it itself)"
+        )
+    os.set_blocking(fd, True)
+    return fd
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Appends `line` (with its newline) to `path` and fsyncs it; a symbolic link at `path` is
+    refused, not followed."""
+    try:
+        fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            data = line.encode()
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise storage_error(e, path) or e from e
 
 
 def _fsync_directory(directory: pathlib.Path) -> None:
@@ -36,21 +145,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     write. On an exception the temporary file is removed and `path` is left untouched.
     """
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # mkstemp creates the file with O_EXCL (never through a link), private (0600); give it
+        # the permissions a plain open() would.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise storage_error(e, path) or e from e
     tmp = pathlib.Path(tmp)
-    # mkstemp creates the file private (0600); give it the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+    finally:
+        os.close(fd)
     try:
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        fd = open_nofollow(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, Exception):
+            translated = storage_error(e, path)
+            if translated is not None:
+                raise translated from e
         raise
     _fsync_directory(path.parent)
 
@@ -93,13 +215,20 @@ def remove_temporaries(
     return removed
 
 
+# Run directories this process holds for a whole run (`RunLock(..., scope=True)`): a `RunLock`
+# of the same directory taken inside the scope joins it instead of failing.
+_SCOPES: dict[tuple[int, int], int] = {}
+
+
 class RunLock:
     """An exclusive lock on a run directory, so that two processes never write one run.
 
     Takes an advisory `flock` on `directory/.lock` (created with the directory if missing)
     and writes the holder's process id into it. The operating system releases the lock when
     the process ends, however it ends (SIGKILL included), so a crashed run never leaves a
-    stale lock. Where `fcntl` is unavailable (Windows) the lock is a no-op.
+    stale lock. The lock file is opened without following a symbolic link: a link (or
+    anything but a regular file) at its name is refused, never written through. Where `fcntl`
+    is unavailable (Windows) the lock is a no-op.
 
     **Arguments:**
 
@@ -107,42 +236,69 @@ class RunLock:
     - `wait`: block until the lock is free instead of raising.
     - `lock_name`: the lock file's name in `directory` (several independent locks in one
         directory, e.g. one per dataset file of a cache).
+    - `scope`: hold the directory for a whole run of this process: a `RunLock` of the same
+        directory taken while this one is held (e.g. by `fit` inside `sciml run`) joins it
+        instead of failing, and releasing that one keeps the lock.
 
     **Raises:**
 
     `RuntimeError` naming the directory and the holder's process id if another process (or
-    another open `RunLock` in this one) holds it and `wait` is false.
+    another open `RunLock` in this one, outside a `scope`) holds it and `wait` is false;
+    `StorageError` if the lock file is a symbolic link or not a regular file.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, wait: bool = False, lock_name=".lock"):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        wait: bool = False,
+        lock_name: str = ".lock",
+        scope: bool = False,
+    ):
         directory = pathlib.Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._file = None
+        self._fd: int | None = None
+        self._joined: tuple[int, int] | None = None
+        self._scope: tuple[int, int] | None = None
         if fcntl is None:
             return
-        f = open(directory / lock_name, "a+")  # noqa: SIM115 - held until release()
+        fd = open_nofollow(directory / lock_name, os.O_RDWR | os.O_CREAT, 0o644)
+        st = os.fstat(fd)
+        identity = (st.st_dev, st.st_ino)
+        if identity in _SCOPES and not scope:
+            os.close(fd)
+            _SCOPES[identity] += 1
+            self._joined = identity
+            return
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "unknown"
-            f.close()
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
             raise RuntimeError(
                 f"run directory '{directory}' is in use by another process (pid {holder}); "
                 "wait for it to finish, or use another directory"
             ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        self._file = f
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        if scope:
+            _SCOPES[identity] = 1
+            self._scope = identity
 
     def release(self) -> None:
-        """Releases the lock (idempotent)."""
-        if self._file is not None:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
+        """Releases the lock (idempotent); a lock that joined a scope leaves it held."""
+        if self._joined is not None:
+            _SCOPES[self._joined] -= 1
+            self._joined = None
+            return
+        if self._fd is not None:
+            if self._scope is not None:
+                _SCOPES.pop(self._scope, None)
+                self._scope = None
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> "RunLock":
         return self

@@ -7,10 +7,13 @@ failures while running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-import time
+import warnings
 from pathlib import Path
+
+from . import _signals
 
 USAGE_ERROR = 2
 RUNTIME_ERROR = 1
@@ -176,17 +179,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fresh_dir(parent: Path, prefix: str) -> Path:
-    """`parent/prefix-<timestamp>`, with a numeric suffix if that exists already."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = parent / f"{prefix}-{stamp}"
-    suffix = 1
-    while path.exists():
-        suffix += 1
-        path = parent / f"{prefix}-{stamp}-{suffix}"
-    return path
-
-
 def _run_and_report(config: dict, run_dir: Path, *, resume: bool) -> dict:
     """One run of a validated config, with the console report of `sciml run`."""
     from ._experiment import run_experiment
@@ -202,6 +194,7 @@ def _run_and_report(config: dict, run_dir: Path, *, resume: bool) -> dict:
 
 def _cmd_run(args) -> int:
     from ._config import ConfigError, load_config
+    from ._run import discard_unstarted, new_run_dir, resume_config
 
     if args.seed_typo is not None:
         raise UsageError(
@@ -220,25 +213,38 @@ def _cmd_run(args) -> int:
             )
         if args.config:
             raise UsageError("sciml run: give either CONFIG or --resume RUN_DIR, not both")
-        config_file = stored
-    elif args.config:
-        config_file = Path(args.config)
-    else:
+    elif not args.config:
         raise UsageError("sciml run: give a CONFIG file (or --resume RUN_DIR)")
     try:
-        config = load_config(config_file, args.overrides)
+        if args.resume:
+            config = resume_config(run_dir, args.overrides)
+        else:
+            config = load_config(Path(args.config), args.overrides)
     except ConfigError as e:
         raise UsageError(f"sciml run: {e}") from None
-    if args.resume:
-        run_dir = Path(args.resume)
-    else:
-        run_dir = _fresh_dir(Path(args.runs_dir), config["name"])
+    # Every check above runs before the run directory exists; it is made (atomically) only now.
+    resume = bool(args.resume)
+    if not resume:
+        run_dir = new_run_dir(Path(args.runs_dir), config["name"])
 
     from .data import DatasetError
     from .train import NonFiniteError
 
     try:
-        _run_and_report(config, run_dir, resume=bool(args.resume))
+        try:
+            _run_and_report(config, run_dir, resume=resume)
+        except BaseException:
+            # A start that failed before the first record or checkpoint leaves nothing behind.
+            if not resume:
+                discard_unstarted(run_dir)
+            raise
+    except _signals.Interrupted as e:
+        if not run_dir.exists():
+            what = "before training started; nothing was kept"
+        else:
+            what = f"resume it with: sciml run --resume {run_dir}"
+        print(f"error: sciml run: {e}; completed files are intact; {what}", file=sys.stderr)
+        return e.exit_status
     except (DatasetError, ConfigError) as e:
         raise UsageError(f"sciml run: {e}") from None
     except NonFiniteError as e:
@@ -269,7 +275,9 @@ def _cmd_sweep(args) -> int:
         runs = _sweep.plan_sweep(config_file, args.overrides, args.sweep, args.seeds or 1)
     except _sweep.SweepError as e:
         raise UsageError(f"sciml run: {e}") from None
-    sweep_dir = _fresh_dir(Path(args.runs_dir), f"{runs[0].config['name']}-sweep")
+    from ._run import new_run_dir
+
+    sweep_dir = new_run_dir(Path(args.runs_dir), f"{runs[0].config['name']}-sweep")
     print(f"sweep directory: {sweep_dir} ({len(runs)} runs)", flush=True)
 
     def run_one(config: dict, run_dir: Path) -> dict:
@@ -313,9 +321,15 @@ def _cmd_eval(args) -> int:
     import json
 
     from ._atomic import atomic_write_bytes
+    from ._config import ConfigError
     from ._experiment import evaluate_run
+    from .data import DatasetError
+    from .train import CorruptCheckpointError
 
-    results = evaluate_run(run_dir, resolution=args.resolution, n=args.n, seed=args.seed)
+    try:
+        results = evaluate_run(run_dir, resolution=args.resolution, n=args.n, seed=args.seed)
+    except (ConfigError, CorruptCheckpointError, DatasetError) as e:
+        raise UsageError(f"sciml eval: {e}") from None
     out = run_dir / f"eval_s{results['resolution']}_seed{args.seed}.json"
     atomic_write_bytes(out, (json.dumps(results, indent=2) + "\n").encode())
     for k, v in results.items():
@@ -383,8 +397,44 @@ def _cmd_data(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _one_line_warnings():
+    # A warning of a command is one line, without the source line `warnings` adds.
+    previous = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_, **__: f"warning: {_one_line(message)}\n"
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `sciml` console script."""
+    """Entry point of the `sciml` console script.
+
+    SIGINT and SIGTERM stop a command promptly in every phase with one line and exit status
+    130 / 143 (see `sciml._signals`); completed files stay intact, and a run can be resumed.
+    """
+    with _signals.handled(), _one_line_warnings():
+        try:
+            status = _main(argv)
+        except _signals.Interrupted as e:
+            print(f"error: {e}; completed files are intact", file=sys.stderr)
+            return e.exit_status
+        except KeyboardInterrupt:  # raised by other means than our handlers
+            print("error: interrupted; completed files are intact", file=sys.stderr)
+            return 130
+        signum = _signals.pending()
+        if signum is not None and status != 128 + signum:
+            # A signal that arrived where it could not be raised, after the last check.
+            error = _signals.Interrupted(signum)
+            print(f"error: {error}; completed files are intact", file=sys.stderr)
+            return error.exit_status
+        return status
+
+
+def _main(argv: list[str] | None) -> int:
+    from ._atomic import StorageError
+
     try:
         args = _parser().parse_args(argv)
         commands = {"run": _cmd_run, "eval": _cmd_eval, "data": _cmd_data}
@@ -392,9 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return USAGE_ERROR
-    except KeyboardInterrupt:
-        print("interrupted; completed checkpoints and files are intact", file=sys.stderr)
-        return 130
+    except StorageError as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return RUNTIME_ERROR
     except Exception as e:
         if os.environ.get("SCIML_DEBUG"):
             raise

@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tomli_w
 
 from . import data as sdata
 from . import operators, train
@@ -86,6 +85,8 @@ def obtain_dataset(data_cfg: dict, *, progress: bool = True) -> sdata.Dataset:
                 )
     read = sdata.open_dataset if data_cfg.get("stream", False) else sdata.load_dataset
     dataset = read(path)
+    if not data_cfg["path"]:
+        _check_cached(path, dataset, data_cfg, recipe)
     if len(dataset) < n:
         raise sdata.DatasetError(
             f"{path} holds {len(dataset)} samples but data.n_train + data.n_test = {n}"
@@ -97,6 +98,27 @@ def obtain_dataset(data_cfg: dict, *, progress: bool = True) -> sdata.Dataset:
             f"{data_cfg['resolution']} needs {spatial} for the {recipe.name} recipe"
         )
     return dataset
+
+
+def _check_cached(path: Path, dataset: sdata.Dataset, data_cfg: dict, recipe) -> None:
+    """A cached file must hold what its name promises: the recipe, its settings and the seed
+    of the config (a file replaced or renamed in the cache would silently change the data)."""
+    expected = json.loads(
+        json.dumps(recipe.info(data_cfg["resolution"], **recipe_options(data_cfg)), sort_keys=True)
+    )
+    held = dataset.attrs.get("recipe")
+    found = [("seed", dataset.attrs.get("seed"), data_cfg["seed"])]
+    if isinstance(held, dict):
+        found += [(k, held.get(k), v) for k, v in expected.items() if held.get(k) != v]
+    else:
+        found.append(("recipe", held, expected))
+    for name, was, wanted in found:
+        if was != wanted:
+            raise sdata.DatasetError(
+                f"cached dataset {path} does not match the config: it was made with {name} = "
+                f"{was!r}, the config asks for {wanted!r} (the file was replaced, renamed or "
+                "made by another version); delete it to regenerate it"
+            )
 
 
 def task_arrays(config: dict, dataset: sdata.Dataset, start: int, stop: int):
@@ -292,8 +314,19 @@ def run_experiment(config: dict, run_dir: Path, *, resume: bool = False) -> dict
     Matrix products run at full float32 precision (no TF32 on GPUs), so results do not depend
     on the accelerator's default.
     """
+    from ._run import write_config
+
     mesh = build_mesh(config)
-    with jax.default_matmul_precision("highest"):
+    run_dir = Path(run_dir)
+    # The directory is locked for the whole run before anything is written into it; `fit` /
+    # `solve` join this lock.
+    with RunLock(run_dir, scope=True), jax.default_matmul_precision("highest"):
+        if not resume and (run_dir / "config.toml").exists():
+            raise ValueError(
+                f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` to continue "
+                "it, or a fresh directory."
+            )
+        write_config(run_dir, config)
         if config.get("kind") == "pinn":
             from ._pinn_experiment import run_pinn
 
@@ -337,10 +370,6 @@ def _run_experiment(
 ) -> dict:
     nonfinite = nonfinite_options(config["train"])
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_path = run_dir / "config.toml"
-    if not resume:
-        atomic_write_bytes(config_path, tomli_w.dumps(config).encode())
     data_cfg, train_cfg = config["data"], config["train"]
     progress = train_cfg["progress"]
 
@@ -437,8 +466,10 @@ def evaluate_run(
     training data.
     """
     from ._config import load_config
+    from ._run import verify_config
 
     run_dir = Path(run_dir)
+    verify_config(run_dir)
     # The evaluation data are generated afresh: the training file need not exist any more.
     config = load_config(run_dir / "config.toml", ['data.path=""'])
     data_cfg = dict(config["data"])
@@ -455,7 +486,7 @@ def evaluate_run(
     dummy_x = np.zeros((2, x.shape[1], *spatial), np.float32)
     dummy_y = np.zeros((2, y.shape[1], *spatial), np.float32)
     like = build_normalized_model(config, dummy_x, dummy_y, key=jax.random.key(0))
-    model = eqx.tree_deserialise_leaves(run_dir / "best_model.eqx", like)
+    model = train.load_model_file(run_dir / "best_model.eqx", like)
     metrics = train.evaluate(
         model, (x, y), metrics_for(config), batch_size=config["eval"]["batch_size"]
     )

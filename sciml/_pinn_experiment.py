@@ -10,7 +10,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-import tomli_w
 
 from . import pinn
 from ._atomic import atomic_write_bytes
@@ -97,9 +96,6 @@ def run_pinn(
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.float64 if train["float64"] else jnp.float32
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        atomic_write_bytes(run_dir / "config.toml", tomli_w.dumps(config).encode())
 
     problem = build_problem(config)
     if config["model"]["hard_constraint"]:  # the ansatz enforces u = 0: no boundary term

@@ -465,7 +465,7 @@ def run_sweep(
     metrics), recording failures instead of stopping, and rewrites the summary after every
     run; returns the Markdown table. A `KeyboardInterrupt` marks the current run interrupted,
     writes the summary and propagates."""
-    sweep_dir.mkdir(parents=True, exist_ok=False)
+    sweep_dir.mkdir(parents=True, exist_ok=True)  # made fresh by the caller
     write_summary(sweep_dir, runs, header)
     for i, run in enumerate(runs, 1):
         print(f"[{i}/{len(runs)}] {run.name}", flush=True)

@@ -15,27 +15,28 @@ import optax
 from jax.sharding import Mesh
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
+from .. import _signals
 from .._progress import progress_bar
 from ..train import (
     init_optimizer,
     plot_history,
     plot_solution,
     replicate,
-    restore_checkpoint,
     save_checkpoint,
     shard_batch,
     shard_params,
     train_step,
     trainable_filter,
 )
+from ..train._checkpoint import history_digest, restore_newest_valid
 from ..train._fit import (
     _UNSKIPPABLE,
     _append_record,
     _learning_rate,
     _nonfinite_options,
     _open_run,
-    _read_history,
     _released_on_error,
+    _restore_history,
     _Snapshots,
     _stop_unless_rollback,
     _write_history,
@@ -386,6 +387,7 @@ def solve(
         lock, latest = _open_run(run_dir, resume=resume, who="sciml.pinn.solve")
         with _released_on_error(lock):
             ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
+            meta = {}
             if latest is not None:
                 like_points = problem.sample(jax.random.key(0), num_points, "uniform", dtype=dtype)
                 like = {
@@ -396,7 +398,7 @@ def solve(
                     "points": like_points,
                     "key": key_data,
                 }
-                state, meta = restore_checkpoint(latest, like)
+                state, meta, latest = restore_newest_valid(ckpt_dir, like)
                 if not np.array_equal(np.asarray(state["key"]), np.asarray(key_data)):
                     raise ValueError(
                         f"Cannot resume from `{latest}`: it was written with another key."
@@ -411,7 +413,7 @@ def solve(
                 if rollback:
                     lr_factor = float(meta.get("lr_factor", 1.0))
                     rollbacks = int(meta.get("rollbacks", 0))
-            history = [r for r in _read_history(metrics_path) if r["step"] <= step]
+            history = _restore_history(metrics_path, step, meta, latest)
             sync("sciml.pinn.solve: run restored")
             if writer:
                 _write_history(metrics_path, history)
@@ -545,6 +547,7 @@ def solve(
             skipped_since_record += skipped
             bar.update(end - step)
             step = end
+            _signals.check()
             if step % eval_every == 0 or step == total or step == steps:
                 record: dict[str, Any] = {"step": step, "phase": phase, "train_loss": float(loss)}
                 terms = _terms(model, points, problem)
@@ -586,7 +589,10 @@ def solve(
                     "points": points,
                     "key": key_data,
                 }
-                metadata: dict[str, Any] = {"phase": phase}
+                metadata: dict[str, Any] = {
+                    "phase": phase,
+                    "history_sha256": history_digest(history),
+                }
                 if rollback:
                     metadata.update(lr_factor=lr_factor, rollbacks=rollbacks)
                 save_checkpoint(ckpt_dir, step, state, metadata=metadata, keep=keep_checkpoints)

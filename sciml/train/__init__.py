@@ -5,9 +5,13 @@ Every piece is usable from a user's own JAX loop; `fit` is built only from them.
 
 from ._batching import batches as batches
 from ._batching import num_batches as num_batches
+from ._checkpoint import CorruptCheckpointError as CorruptCheckpointError
 from ._checkpoint import latest_checkpoint as latest_checkpoint
+from ._checkpoint import load_model_file as load_model_file
 from ._checkpoint import restore_checkpoint as restore_checkpoint
+from ._checkpoint import restore_newest_valid as restore_newest_valid
 from ._checkpoint import save_checkpoint as save_checkpoint
+from ._checkpoint import save_model_file as save_model_file
 from ._fit import fit as fit
 from ._losses import batch_loss as batch_loss
 from ._losses import h1_loss as h1_loss

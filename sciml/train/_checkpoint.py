@@ -5,6 +5,8 @@ import json
 import os
 import pathlib
 import re
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -16,6 +18,12 @@ from .._atomic import atomic_path, atomic_write_bytes
 
 _NAME = re.compile(r"^ckpt_(\d{8,})\.json$")
 _FORMAT_VERSION = 1
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint (or a checksummed model file) whose bytes do not match the checksum
+    recorded with it, or whose record cannot be read: damaged on disk, not a mistake of the
+    caller."""
 
 
 def _is_typed_key(x: Any) -> bool:
@@ -166,11 +174,14 @@ def restore_checkpoint(
     try:
         record = json.loads(json_path.read_text())
         expected = record["sha256"]
+        int(record["step"])
     except (ValueError, KeyError, TypeError):
-        raise ValueError(f"Checkpoint sidecar `{json_path}` is not valid JSON.") from None
+        raise CorruptCheckpointError(
+            f"Checkpoint sidecar `{json_path}` is not valid JSON."
+        ) from None
     actual = _sha256(eqx_path)
     if actual != expected:
-        raise ValueError(
+        raise CorruptCheckpointError(
             f"Checkpoint `{eqx_path}` is corrupted: its sha256 {actual} does not match "
             f"{expected} recorded in `{json_path.name}`."
         )
@@ -194,3 +205,127 @@ def restore_checkpoint(
     metadata = dict(record.get("metadata") or {})
     metadata["step"] = record["step"]
     return state, metadata
+
+
+def restore_newest_valid(
+    directory: str | os.PathLike, like: PyTree
+) -> tuple[PyTree, dict[str, Any], pathlib.Path] | None:
+    """Restores the newest complete checkpoint of `directory` whose checksum holds.
+
+    A newer checkpoint that is corrupted (its bytes no longer match its checksum, or its
+    sidecar is unreadable) is set aside, renamed `ckpt_*.eqx.corrupt` / `.json.corrupt`
+    (kept for inspection, never deleted), with one warning naming it and the checkpoint used
+    instead. A checkpoint that does not fit `like` is an error, not a reason to go back.
+
+    **Returns:**
+
+    `(state, metadata, path)` as `restore_checkpoint` returns them, plus the path restored;
+    `None` if `directory` holds no complete checkpoint.
+
+    **Raises:**
+
+    `CorruptCheckpointError` if every checkpoint is corrupted (then none is renamed);
+    `ValueError` as `restore_checkpoint` for one that does not fit `like`.
+    """
+    corrupted: list[tuple[pathlib.Path, CorruptCheckpointError]] = []
+    for _, path in reversed(_checkpoints(pathlib.Path(directory))):
+        try:
+            state, metadata = restore_checkpoint(path, like)
+        except CorruptCheckpointError as e:
+            corrupted.append((path, e))
+            continue
+        if corrupted:
+            for bad, _ in corrupted:
+                for part in (bad.with_suffix(".json"), bad):
+                    if part.exists():
+                        os.replace(part, part.with_name(part.name + ".corrupt"))
+            names = ", ".join(bad.name for bad, _ in corrupted)
+            warnings.warn(
+                f"{names} corrupted ({corrupted[0][1]}); set aside as *.corrupt, resuming from "
+                f"the older {path.name}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return state, metadata, path
+    if corrupted:
+        raise CorruptCheckpointError(
+            f"every checkpoint in `{directory}` is corrupted, the newest: {corrupted[0][1]}"
+        )
+    return None
+
+
+def _sidecar(path: pathlib.Path) -> pathlib.Path:
+    return path.with_suffix(".json")
+
+
+def save_model_file(path: str | os.PathLike, model: PyTree) -> None:
+    """Writes `model` to `path` with `eqx.tree_serialise_leaves` (atomically) and its SHA-256
+    to the sidecar `path.with_suffix(".json")`, which `load_model_file` checks.
+
+    The sidecar is written first and names both the new and the previous checksum, so that a
+    crash between the two renames leaves a pair that still verifies. The `.eqx` file stays
+    loadable by `eqx.tree_deserialise_leaves` alone.
+    """
+    path = pathlib.Path(path)
+    with atomic_path(path) as tmp:
+        eqx.tree_serialise_leaves(tmp, model)
+        checksum = _sha256(tmp)
+        previous = _sha256(path) if path.is_file() else None
+        record = {"file": path.name, "sha256": checksum, "previous_sha256": previous}
+        atomic_write_bytes(_sidecar(path), (json.dumps(record, indent=2) + "\n").encode())
+
+
+def remove_model_file(path: str | os.PathLike) -> None:
+    """Deletes a model file written by `save_model_file` and its sidecar."""
+    path = pathlib.Path(path)
+    path.unlink(missing_ok=True)
+    _sidecar(path).unlink(missing_ok=True)
+
+
+def load_model_file(path: str | os.PathLike, like: PyTree) -> PyTree:
+    """Reads a model written by `save_model_file`, after checking its SHA-256.
+
+    A file without a sidecar (written before models had checksums) is read with a warning.
+
+    **Raises:**
+
+    `CorruptCheckpointError` naming the file if it does not match its checksum, if the sidecar
+    is damaged, or if the file is not a serialised model of the structure of `like` (e.g.
+    truncated).
+    """
+    path = pathlib.Path(path)
+    sidecar = _sidecar(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"`{path}` does not exist")
+    try:
+        record = json.loads(sidecar.read_text())
+        accepted = {record["sha256"], record.get("previous_sha256")} - {None}
+    except FileNotFoundError:
+        # Written before models had checksums: readable, not verifiable.
+        warnings.warn(
+            f"`{path}` has no checksum file `{sidecar.name}`; it is read unverified",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        accepted = None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise CorruptCheckpointError(f"`{sidecar}` is damaged (not a checksum record)") from None
+    if accepted is not None and _sha256(path) not in accepted:
+        raise CorruptCheckpointError(
+            f"`{path}` is corrupted: its sha256 does not match the one recorded in `{sidecar.name}`"
+        )
+    try:
+        return eqx.tree_deserialise_leaves(path, like)
+    except Exception as e:
+        raise CorruptCheckpointError(
+            f"`{path}` does not hold a model of the run's structure ({type(e).__name__})"
+        ) from None
+
+
+def history_digest(records: Sequence[Mapping[str, Any]]) -> str:
+    """SHA-256 of metrics records as `metrics.jsonl` holds them (one JSON object a line): a
+    checkpoint stores it, so that resuming notices an edited metrics file."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update((json.dumps(record) + "\n").encode())
+    return digest.hexdigest()

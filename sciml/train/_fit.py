@@ -19,10 +19,18 @@ import optax
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from .._atomic import RunLock, atomic_path, atomic_write_bytes, remove_temporaries
+from .. import _signals
+from .._atomic import RunLock, append_line, atomic_write_bytes, remove_temporaries
 from .._progress import progress_bar
 from ._batching import _batch_indices, _check_arrays, _check_batch_size, _iterate, num_batches
-from ._checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from ._checkpoint import (
+    history_digest,
+    latest_checkpoint,
+    remove_model_file,
+    restore_newest_valid,
+    save_checkpoint,
+    save_model_file,
+)
 from ._losses import relative_l2
 from ._plots import plot_history
 from ._sharding import data_size, is_writer, replicate, shard_like, shard_params, sync
@@ -249,15 +257,24 @@ def _write_history(path: pathlib.Path, history: Sequence[Mapping[str, Any]]) -> 
 
 
 def _append_record(path: pathlib.Path, record: Mapping[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_line(path, json.dumps(record) + "\n")
 
 
-def _save_model(path: pathlib.Path, model: PyTree) -> None:
-    with atomic_path(path) as tmp:
-        eqx.tree_serialise_leaves(tmp, model)
+def _restore_history(
+    path: pathlib.Path, step: int, meta: Mapping[str, Any], checkpoint: pathlib.Path | None
+) -> list[dict[str, Any]]:
+    """The records of `metrics.jsonl` up to `step`, the restored checkpoint's; they must be the
+    ones the checkpoint saw (its `history_sha256`), so that an edited file cannot steer the
+    resumed run (e.g. its best epoch)."""
+    history = [r for r in _read_history(path) if r["step"] <= step]
+    expected = meta.get("history_sha256")
+    if expected is not None and history_digest(history) != expected:
+        raise ValueError(
+            f"`{path}` was changed since `{checkpoint}` was written: its records up to step "
+            f"{step} differ from the ones the checkpoint recorded (sha256); restore the file "
+            "or start a new run"
+        )
+    return history
 
 
 def fit(
@@ -474,6 +491,7 @@ def fit(
         with _released_on_error(lock):
             ckpt_dir = run_dir / "checkpoints"
             metrics_path = run_dir / "metrics.jsonl"
+            meta = {}
             if latest is not None:
                 like = {
                     "model": model,
@@ -481,7 +499,7 @@ def fit(
                     "key": key_data,
                     "best_model": model,
                 }
-                state, meta = restore_checkpoint(latest, like)
+                state, meta, latest = restore_newest_valid(ckpt_dir, like)
                 for name, now in (("num_train", n), ("batch_size", batch_size)):
                     if meta.get(name) != now:
                         raise ValueError(
@@ -505,9 +523,9 @@ def fit(
                     best_model = state["best_model"]
                     best_metric = float(meta["best_metric"])
                     if writer:
-                        _save_model(run_dir / "best_model.eqx", best_model)
+                        save_model_file(run_dir / "best_model.eqx", best_model)
             # Drop records newer than the checkpoint (or all of them, when starting afresh).
-            history = [r for r in _read_history(metrics_path) if r["step"] <= step]
+            history = _restore_history(metrics_path, step, meta, latest)
             sync("sciml.fit: run restored")
             if writer:
                 _write_history(metrics_path, history)
@@ -565,6 +583,7 @@ def fit(
                 )
                 step += 1
                 bar.update(1)
+                _signals.check()
             # An update of the epoch's last step that overflowed is caught here.
             guard = guard.check_parameters(model, filter_spec)
             bad = guard.first_nonfinite()
@@ -581,9 +600,9 @@ def fit(
                 if run_dir is not None and writer:
                     _write_history(metrics_path, history)
                     if best_model is not None:
-                        _save_model(run_dir / "best_model.eqx", best_model)
+                        save_model_file(run_dir / "best_model.eqx", best_model)
                     else:
-                        (run_dir / "best_model.eqx").unlink(missing_ok=True)
+                        remove_model_file(run_dir / "best_model.eqx")
                 warnings.warn(
                     f"fit: non-finite {quantity} at step {bad_step}; rolled back to step {step} "
                     f"with learning-rate factor {lr_factor:g} (rollback {rollbacks} of "
@@ -616,7 +635,7 @@ def fit(
                 if scores[first_metric] < best_metric:
                     best_metric, best_model = scores[first_metric], model
                     if run_dir is not None and writer:
-                        _save_model(run_dir / "best_model.eqx", best_model)
+                        save_model_file(run_dir / "best_model.eqx", best_model)
             lr = _learning_rate(opt_state)
             if lr is not None:
                 record["lr"] = lr * lr_factor
@@ -651,6 +670,7 @@ def fit(
                         "best_metric": None if best_model is None else best_metric,
                         "num_train": n,
                         "batch_size": batch_size,
+                        "history_sha256": history_digest(history),
                     }
                     if rollback:
                         metadata.update(lr_factor=lr_factor, rollbacks=rollbacks)

@@ -1,0 +1,153 @@
+"""Run directories of `sciml run`: created atomically, locked before anything is written, the
+config stored with its checksum, resumed only with the inputs they were started with.
+
+Layout added to what `sciml.train.fit` / `sciml.pinn.solve` write:
+
+- `config.toml`: the resolved config (every key), written once the directory is locked.
+- `run.json`: `{"config_sha256": ...}`, the checksum of `config.toml`; `--resume` and
+    `sciml eval` refuse a `config.toml` that no longer matches it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from ._atomic import atomic_write_bytes
+from ._config import ConfigError, load_config
+
+MANIFEST = "run.json"
+
+# The keys that `--set` may change on `--resume`: a larger budget (the totals count over all
+# sessions), and what only affects how the run is shown, kept or laid out on devices. Every
+# other key shapes the data, the model or the optimisation that the checkpoints continue.
+RESUMABLE_KEYS = (
+    "train.epochs",
+    "train.steps",
+    "train.lbfgs_steps",
+    "train.progress",
+    "train.keep_checkpoints",
+    "train.devices",
+    "train.model_parallel",
+    "data.stream",
+    "data.cache_dir",
+    "eval.batch_size",
+    "eval.plot_samples",
+)
+
+# What a run directory holds before its first metrics record or checkpoint: nothing that would
+# be lost by removing it after a failed start.
+_STARTUP_FILES = {"config.toml", MANIFEST, ".lock"}
+
+
+def new_run_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """Creates and returns a fresh `parent/prefix-<timestamp>` (with `-2`, `-3`, ... if taken).
+
+    The directory is made with one `mkdir`, which fails if the name exists, so runs started in
+    the same second by several processes each get their own.
+    """
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    suffix = 1
+    while True:
+        path = parent / (f"{prefix}-{stamp}" if suffix == 1 else f"{prefix}-{stamp}-{suffix}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            suffix += 1
+            continue
+        return path
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_config(run_dir: Path, config: dict) -> None:
+    """Writes `config.toml` and its checksum (`run.json`), each atomically; the checksum is
+    written first, naming both the new and the previous config, so that a crash between the two
+    leaves a pair that verifies."""
+    data = tomli_w.dumps(config).encode()
+    config_path = Path(run_dir) / "config.toml"
+    manifest = {"config_sha256": _sha256(data)}
+    if config_path.is_file():
+        manifest["previous_config_sha256"] = _sha256(config_path.read_bytes())
+    atomic_write_bytes(Path(run_dir) / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    atomic_write_bytes(config_path, data)
+
+
+def verify_config(run_dir: Path) -> None:
+    """Raises `ConfigError` if `run_dir/config.toml` differs from the config the run was
+    started with (its checksum in `run.json`); runs written before `run.json` pass."""
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / MANIFEST
+    if not manifest_path.is_file():
+        return
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        accepted = {manifest["config_sha256"], manifest.get("previous_config_sha256")}
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ConfigError(
+            f"'{manifest_path}' is damaged (not a run record); the run's config cannot be verified"
+        ) from None
+    if _sha256((run_dir / "config.toml").read_bytes()) not in accepted:
+        raise ConfigError(
+            f"'{run_dir / 'config.toml'}' was changed or damaged since the run started (its "
+            f"sha256 differs from the one in {MANIFEST}); restore it: a run continues with "
+            "the config it was started with (change a key with --set on --resume where "
+            "allowed)"
+        )
+
+
+def _flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def resume_config(run_dir: Path, overrides: list[str]) -> dict:
+    """The config to resume `run_dir` with: its verified `config.toml` with the `--set`
+    overrides applied; `ConfigError` for an override of a key that shapes what the run's
+    checkpoints continue (see `RESUMABLE_KEYS`)."""
+    config_file = Path(run_dir) / "config.toml"
+    verify_config(run_dir)
+    stored = _flatten(load_config(config_file))
+    config = load_config(config_file, overrides)
+    for key, value in _flatten(config).items():
+        if key not in RESUMABLE_KEYS and stored.get(key) != value:
+            raise ConfigError(
+                f"config key '{key}' cannot change on --resume (the run was started with "
+                f"{stored.get(key)!r}, now {value!r}): its checkpoints continue that run; "
+                f"start a new run instead. Allowed on --resume: {', '.join(RESUMABLE_KEYS)}"
+            )
+    return config
+
+
+def discard_unstarted(run_dir: Path) -> bool:
+    """Removes a run directory that a failed start left holding only its config (no metrics
+    record, no checkpoint, nothing else); returns whether it did."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return False
+    for entry in run_dir.iterdir():
+        if entry.name in _STARTUP_FILES or (
+            entry.name.startswith(".") and entry.name.endswith(".tmp")
+        ):
+            continue
+        if entry.is_dir() and not entry.is_symlink() and not any(entry.iterdir()):
+            continue  # an empty `plots/` or `checkpoints/`
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
