@@ -345,7 +345,7 @@ def test_a_run_directory_is_locked_before_its_config_is_written(tmp_path):
         assert holder.stdout.readline().strip() == "locked"
         config = load_config(QUICKSTART, TINY)
         with pytest.raises(RuntimeError, match="in use by another process"):
-            run_experiment(config, run, resume=True)
+            run_experiment(config, run, resume=False)
     finally:
         holder.kill()
         holder.wait()

@@ -318,30 +318,34 @@ def fit(
 
     - `metrics.jsonl`: one JSON record per epoch (see *Returns*).
     - `best_model.eqx`: the best model so far (`eqx.tree_serialise_leaves`; load with
-        `eqx.tree_deserialise_leaves(path, model)`), only with `eval_data`.
+        `eqx.tree_deserialise_leaves(path, model)`, or verified against its checksum in
+        `best_model.json` with `load_model_file`), only with `eval_data`.
     - `checkpoints/ckpt_{step:08d}.eqx` + `.json`: the newest `keep_checkpoints`
         checkpoints; state `{"model", "opt_state", "key", "best_model"}` (key as
         `jax.random.key_data`), metadata epoch, step, best metric, `num_train`, `batch_size`.
     - `plots/loss.png`: `plot_history` of the run, written at the end.
     - `.lock`: locked (`flock`) while a process trains the run, so a second `fit` on the
         same directory stops with a one-line error instead of interleaving checkpoints; the
-        system releases it when the process ends, however it ends.
+        system releases it when the process ends, however it ends. A symbolic link at
+        `.lock` or `metrics.jsonl` is refused (`StorageError`), never written through.
 
     Every file is written atomically (temporary file, fsync, rename), so a crash at any
     moment leaves complete files; temporaries of interrupted writes are deleted when a run
     starts or resumes.
 
-    **Resuming.** With `resume=True` the newest complete checkpoint in
-    `run_dir/checkpoints` is restored (model, optimiser state, best model and best metric),
-    the records of `metrics.jsonl` after its step are dropped (the file is rewritten
-    atomically) and training continues at that step, skipping the batches of the current
-    epoch that were already used. Since the shuffling depends only on `(key, epoch)`, the
-    result equals the uninterrupted run bit for bit (on the same machine and software). The
+    **Resuming.** With `resume=True` the newest complete and valid checkpoint in
+    `run_dir/checkpoints` is restored (model, optimiser state, best model and best metric; a
+    newer one that fails its checksum is set aside as `*.corrupt` with a warning, see
+    `restore_newest_valid`), the records of `metrics.jsonl` after its step are dropped (the file
+    is rewritten atomically; the ones before must match the checksum the checkpoint stored, so
+    an edited file is refused) and training continues at that step, skipping the batches of the
+    current epoch that were already used. Since the shuffling depends only on `(key, epoch)`,
+    the result equals the uninterrupted run bit for bit (on the same machine and software). The
     checkpoint must come from the same `key`, number of training samples and `batch_size`.
-    Without a checkpoint, `resume=True` starts from scratch. `epochs`/`steps` is the total
-    over all sessions, so a finished run can be extended by resuming with a larger value.
-    If a run stopped mid-epoch (see `steps`) is extended, that epoch gets a second record
-    covering its remaining batches.
+    Without a checkpoint, `resume=True` starts from scratch. `epochs`/`steps` is the total over
+    all sessions, so a finished run can be extended by resuming with a larger value. If a run
+    stopped mid-epoch (see `steps`) is extended, that epoch gets a second record covering its
+    remaining batches.
 
     **Non-finite losses and gradients.** Every step is guarded (`train_step(...,
     guard=...)`): a step whose loss or gradient holds a NaN or an infinity is not applied; an
