@@ -14,8 +14,11 @@ Examples are derandomized; the bugs found are kept as explicit examples.
 import contextlib
 import io
 import json
+import math
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -465,7 +468,137 @@ def test_cli_run_refuses_damaged_data_files(base, damage):
         lines = stderr.getvalue().splitlines()
         assert code == 2, stderr.getvalue()
         assert len(lines) == 1 and lines[0].startswith("error: ") and str(data) in lines[0], lines
-        # Nothing outside the run directory; in it, at most the resolved config.
+        # Nothing outside the runs directory, and no run directory: a failed start leaves none.
         assert sorted(os.listdir(d)) == ["c.toml", "data.h5", "runs"]
-        (run_dir,) = Path(d, "runs").iterdir()
-        assert os.listdir(run_dir) == ["config.toml"]
+        assert not any(Path(d, "runs").iterdir())
+
+
+# --- extreme declared sizes ----------------------------------------------------------------
+
+# A small file whose arrays declare a huge axis: samples, channels or a spatial axis of the
+# inputs and/or outputs, or a grid vector, of up to 2**62 entries (a few 2**63 bytes); chunked,
+# uncompressed or with gzip, lzf, shuffle or Fletcher-32, or contiguous; with none or a few of
+# its chunks written. Whatever it declares, the file holds a few kB of it.
+HUGE = st.one_of(
+    st.integers(2**20, 2**40),
+    st.integers(2**61, 2**62),
+    st.sampled_from([2**31 - 1, 2**32 + 1, 2**62]),
+)
+FILTERS = [
+    {},
+    {"compression": "gzip"},
+    {"compression": "gzip", "compression_opts": 9, "shuffle": True},
+    {"compression": "lzf"},
+    {"compression": "lzf", "shuffle": True},
+    {"fletcher32": True},
+    {"shuffle": True},
+]
+declared_size = st.tuples(
+    st.sampled_from(["samples", "channels", "spatial", "grid"]),  # the huge axis
+    st.sampled_from(["inputs", "outputs", "both"]),  # whose (not for "grid")
+    st.sampled_from(["chunked", "contiguous"]),
+    st.sampled_from(range(len(FILTERS))),  # for "chunked"
+    HUGE,
+    st.integers(0, 2),  # chunks written along the huge axis
+)
+
+
+def declare_huge(path: Path, spec) -> None:
+    from sciml.data._io import _write_attr
+
+    axis, whose, layout, filters, size, written = spec
+    rng = np.random.default_rng(0)
+    shapes = {"inputs": [4, 1, 8, 8], "outputs": [4, 2, 8, 8], "grid/x0": [8], "grid/x1": [8]}
+    huge = ["grid/x0"] if axis == "grid" else ["inputs", "outputs"] if whose == "both" else [whose]
+    if axis == "spatial" and whose == "both":
+        huge.append("grid/x0")  # a grid that agrees with the declared spatial size
+    with h5py.File(path, "w") as f:
+        for name, shape in shapes.items():
+            dtype = np.float64 if name.startswith("grid") else np.float32
+            if name not in huge:
+                f.create_dataset(name, data=rng.random(shape).astype(dtype))
+                continue
+            at = (
+                {"samples": 0, "channels": 1, "spatial": 2, "grid": 0}[axis]
+                if len(shape) > 1
+                else 0
+            )
+            others = math.prod(shape) // shape[at]
+            # HDF5 takes up to 2**62 values (chunked) or bytes (contiguous).
+            limit = 2**62 // others // (np.dtype(dtype).itemsize if layout == "contiguous" else 1)
+            shape[at] = min(size, limit)
+            if layout == "contiguous":
+                f.create_dataset(name, shape=shape, dtype=dtype)  # never written: no storage
+                continue
+            chunks = (
+                [1] * (len(shape) - 2) + [min(8, s) for s in shape[-2:]] if len(shape) > 1 else [8]
+            )
+            dataset = f.create_dataset(
+                name, shape=shape, dtype=dtype, chunks=tuple(chunks), **FILTERS[filters]
+            )
+            for k in range(written):
+                region = tuple(
+                    slice(k * c, (k + 1) * c) if i == at else slice(0, c)
+                    for i, c in enumerate(chunks)
+                )
+                dataset[region] = rng.random(chunks).astype(dtype)
+        for name in ATTRS:
+            value = {"format": "sciml-dataset", "format_version": 2, "seed": 0}.get(name, "{}")
+            _write_attr(f, name, value)
+
+
+# Both readers of each file, in one process that reports its peak resident memory since it
+# started (imports included) and the time of each refusal.
+_REFUSE_ALL = """
+import json, resource, sys, time
+from sciml.data import DatasetError, load_dataset, open_dataset
+
+results = []
+for path in sys.argv[1:]:
+    for read in (load_dataset, open_dataset):
+        start = time.perf_counter()
+        try:
+            read(path).close()
+            message = None
+        except DatasetError as e:
+            message = str(e)
+        results.append([path, time.perf_counter() - start, message])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB (bytes on macOS)
+peak *= 1 if sys.platform == "darwin" else 1024
+print(json.dumps({"peak_rss": peak, "results": results}))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_files_declaring_huge_arrays_are_refused_at_once_in_bounded_memory(tmp_path):
+    """100 small files declaring extreme sizes (issue 16): both readers refuse each with one
+    line naming it, in under 5 s, and the process that reads them all peaks under 1 GB."""
+    files = []
+
+    @fuzz(100)
+    @given(spec=declared_size)
+    def declare(spec):
+        path = tmp_path / f"{len(files):03d}.h5"
+        declare_huge(path, spec)
+        assert path.stat().st_size < 100_000, spec
+        files.append((str(path), spec))
+
+    declare()
+    assert len(files) >= 100
+    out = subprocess.run(
+        [sys.executable, "-c", _REFUSE_ALL, *(path for path, _ in files)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.splitlines()[-1])
+    specs = dict(files)
+    for path, seconds, message in report["results"]:
+        assert message is not None, f"{specs[path]} was read"
+        assert len(message.splitlines()) == 1 and message.startswith(f"{path}: "), message
+        assert seconds < 5, (specs[path], seconds, message)
+    loaded, opened = report["results"][::2], report["results"][1::2]
+    assert [m for *_, m in loaded] == [m for *_, m in opened]  # the same checks, first
+    slowest = max(seconds for _, seconds, _ in report["results"])
+    assert report["peak_rss"] < 10**9, (report["peak_rss"], slowest)
