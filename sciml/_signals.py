@@ -10,7 +10,8 @@ the training loops and the dataset writer call between steps. A signal in a safe
 at once. A second signal always raises at once.
 
 Nothing here is active unless the command line installs it (`handled()`); the library used
-from Python keeps the interpreter's own handlers.
+from Python keeps the interpreter's own handlers. `deferred()` holds any handler back around a
+call into C that calls back into Python (the dataset writer's HDF5 calls).
 """
 
 from __future__ import annotations
@@ -132,3 +133,30 @@ def handled() -> Iterator[None]:
         _disarm_retry()
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Runs the body with SIGINT and SIGTERM only recorded, whoever handles them, and delivers
+    them (to the same handlers) after it.
+
+    For code that C calls back into (HDF5 writing through a Python file object): an exception
+    a handler raised there would reach the C library as a failed call. Handlers run in the main
+    thread only, so elsewhere there is nothing to defer.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is not None:  # None: installed outside Python, cannot be restored
+            previous[signum] = signal.signal(signum, lambda s, _: received.append(s))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received:
+            signal.raise_signal(signum)

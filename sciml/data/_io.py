@@ -35,9 +35,8 @@ import hashlib
 import json
 import math
 import os
-import signal
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from .._progress import progress_bar
+from .._signals import deferred as deferred_signals
 
 FORMAT_NAME = "sciml-dataset"
 FORMAT_VERSION = 2
@@ -509,7 +509,7 @@ def write_dataset(
     with atomic_path(path) as tmp, _Sink(tmp) as sink:
         f = None
         try:
-            with _signals_deferred():
+            with deferred_signals():
                 f = h5py.File(sink, "w", libver="earliest")
                 # Chunked layout along the sample axis, so later readers can stream batches.
                 dsets = {
@@ -533,7 +533,7 @@ def write_dataset(
                             f"chunk of inputs {x.shape} / outputs {y.shape} does not fit a "
                             f"dataset of {n} samples of {input_shape} -> {output_shape}"
                         )
-                    with _signals_deferred():
+                    with deferred_signals():
                         dsets["inputs"][start:stop] = x
                         dsets["outputs"][start:stop] = y
                     sink.check(path)
@@ -551,7 +551,7 @@ def write_dataset(
                 "sciml_version": version("sciml"),
                 "description": description,
             }
-            with _signals_deferred():
+            with deferred_signals():
                 g = f.create_group("grid", track_order=True)
                 for i, coords in enumerate(grid):
                     coords = np.asarray(coords, np.float64)
@@ -565,7 +565,7 @@ def write_dataset(
                 _write_attr(f, "description", description)
         finally:
             if f is not None:
-                with _signals_deferred():
+                with deferred_signals():
                     f.close()
         sink.check(path)
     return checksum
@@ -664,32 +664,6 @@ class _Sink:
 
     def flush(self) -> None:
         pass  # unbuffered; `atomic_path` fsyncs the complete file
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Runs the body with SIGINT and SIGTERM recorded, and handles them (as before) after it.
-
-    HDF5 calls back into Python (`_Sink`); an exception raised there by a signal handler (e.g.
-    `KeyboardInterrupt`) would reach HDF5 as a failed write does. Handlers run in the main thread
-    only, so elsewhere there is nothing to defer.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(signum)
-        if handler is not None:  # None: installed outside Python, cannot be restored
-            previous[signum] = signal.signal(signum, lambda s, _: received.append(s))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in received:
-            signal.raise_signal(signum)
 
 
 def _write_attr(f: h5py.File, name: str, value: str | int) -> None:
