@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import reprlib
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -412,12 +413,40 @@ def _describe_type(option: Option) -> str:
 
 
 def _show(value: Any) -> str:
-    """`repr(value)` for a one-line message: shortened if long, safe for huge integers."""
+    """`repr(value)` for a one-line message: shortened if long, safe for huge integers and for
+    tables or arrays nested too deeply for `repr`."""
     try:
         text = repr(value)
     except ValueError:  # an integer with more digits than Python will print
         return "<an integer too large to print>"
+    except RecursionError:  # e.g. `--set model.modes.a.a.a...=1`, thousands of levels deep
+        shortened = reprlib.Repr()
+        shortened.maxlevel = 3
+        text = shortened.repr(value)
     return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _copy_tree(tree: Any) -> Any:
+    """A copy of nested dicts and lists (TOML tables and arrays), made without recursion, so
+    that a table thousands of levels deep (`[a.a.a...]`) is reported as an unknown key rather
+    than raising `RecursionError`. Leaves (str, numbers, dates) are immutable and shared."""
+
+    def shell(node):
+        return {} if isinstance(node, dict) else [None] * len(node)
+
+    if not isinstance(tree, dict | list):
+        return tree
+    root = shell(tree)
+    stack = [(tree, root)]
+    while stack:
+        source, target = stack.pop()
+        for key, value in source.items() if isinstance(source, dict) else enumerate(source):
+            if isinstance(value, dict | list):
+                target[key] = shell(value)
+                stack.append((value, target[key]))
+            else:
+                target[key] = value
+    return root
 
 
 def _coerce(value: Any, expected: Any) -> Any:
@@ -721,7 +750,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Returns a copy of `raw` with each `key.sub=value` override applied."""
-    raw = copy.deepcopy(raw)
+    raw = _copy_tree(raw)
     for text in overrides:
         parts, value = parse_override(text)
         node = raw

@@ -192,3 +192,47 @@ def test_shipped_configs_validate_and_their_resolved_form_round_trips(path):
     # again for `sciml eval` and `--resume`.
     config = load_config(path)
     assert validate_config(tomllib.loads(tomli_w.dumps(config))) == config
+
+
+# --- tables nested thousands of levels deep (issue 16, defect 8) ---------------------------
+
+DEEP = ".".join(["a"] * 2000)
+
+
+def test_deeply_nested_tables_are_config_errors_not_recursion_errors(tmp_path):
+    def message(path, overrides=()):
+        with pytest.raises(ConfigError) as info:
+            load_config(path, list(overrides))
+        assert len(str(info.value).splitlines()) == 1, info.value
+        return str(info.value)
+
+    path = tmp_path / "deep.toml"
+    path.write_text(f"[{DEEP}]\nx = 1\n")  # a RecursionError copying the tables before
+    assert message(path).startswith("unknown config key 'a'; allowed here: data, eval, ")
+    path.write_text(f'kind = "pinn"\n[model.mlp.width.{DEEP}]\nx = 1\n')  # ... showing them
+    assert message(path) == (
+        "config key 'model.mlp.width' = {'a': {'a': {'a': {...}}}} is invalid: expected an integer"
+    )
+    config = tmp_path / "c.toml"
+    config.write_text('name = "t"\n')
+    assert message(config, [f"{DEEP}=1"]).startswith("unknown config key 'a'; allowed here: ")
+    assert message(config, [f"model.depth.{DEEP}=1"]).startswith(
+        "config key 'model.depth' = {'a': {'a': {'a': {...}}}} is invalid: expected an integer"
+    )
+
+
+def test_deeply_nested_tables_exit_2_through_the_cli(tmp_path, capsys):
+    path = tmp_path / "deep.toml"
+    path.write_text(f"[{DEEP}]\nx = 1\n")
+    code, err = _run_cli(["run", str(path), "--runs-dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("error: sciml run: unknown config key 'a'; allowed here: ")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_overrides_copy_the_config():
+    raw = {"model": {"modes": [8, 8]}, "data": {"resolution": 64}}
+    out = apply_overrides(raw, ["data.n_train=10"])
+    out["model"]["modes"].append(8)
+    assert raw == {"model": {"modes": [8, 8]}, "data": {"resolution": 64}}
+    assert out["data"] == {"resolution": 64, "n_train": 10}

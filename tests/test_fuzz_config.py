@@ -9,6 +9,7 @@ in `test_regressions`.
 
 import contextlib
 import io
+import json
 import math
 import os
 import string
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 from sciml._cli import main
 from sciml._config import (
     PINN_SCHEMA,
+    PINN_TERMS,
     SCHEMA,
     ConfigError,
     Option,
@@ -569,3 +571,164 @@ def test_regressions_that_were_valid_or_crashed_in_files(tmp_path):
     one_line(str(info.value), "is a directory")
     (tmp_path / "bom.toml").write_bytes(b'\xef\xbb\xbfname = "x"\n')  # a UTF-8 BOM is harmless
     assert load_config(tmp_path / "bom.toml")["name"] == "x"
+
+
+# --- extreme sizes: refused from the config alone, fast, without allocating -----------------
+
+# Each base config (a shipped experiment, with overrides) and the size keys that apply to it,
+# with the smallest value that is absurd for that key on a 24 GB machine: 10^6 points per axis
+# or channels, but 10^8 samples (10^6 Burgers samples are a legitimate 8 GB) and 10^7 DeepONet
+# basis functions or PINN reference points per axis. The keys' own validation may refuse a
+# value first (a resolution no MgNO level divides), which is as good.
+_WIDE = 10**6
+_OPERATOR_DATA = {"data.n_train": 10**8, "data.n_test": 10**8}
+_FNO = {
+    "model.width": _WIDE,
+    "model.depth": _WIDE,
+    "model.modes": _WIDE,
+    "model.projection_channels": _WIDE,
+    "train.batch_size": _WIDE,
+}
+_MGNO = {
+    "model.channels": _WIDE,
+    "model.depth": _WIDE,
+    "model.levels": _WIDE,
+    "model.smoothing_steps": _WIDE,
+}
+_DEEPONET = {
+    "model.branch_widths": _WIDE,
+    "model.trunk_widths": _WIDE,
+    "model.basis": 10**7,
+    "train.batch_size": _WIDE,
+}
+_NAVIER_STOKES = {**_OPERATOR_DATA, "data.record_steps": _WIDE}
+_MLP = {"model.mlp.width": _WIDE, "model.mlp.depth": _WIDE, "model.mlp.fourier_features": _WIDE}
+_PIG = {
+    "model.pig.num_gaussians": _WIDE,
+    "model.pig.feature_dim": _WIDE,
+    "model.pig.hidden": _WIDE,
+    "model.pig.layers": _WIDE,
+}
+_GRID = {"data.resolution": _WIDE, "data.solve_resolution": 10**8}
+_SIZE_BASES = [
+    # (darcy_fno's solve grid of 421 points fits its resolution 85 only: the default fits all)
+    ("darcy_fno", ["data.solve_resolution=0"], {**_GRID, **_OPERATOR_DATA, **_FNO}),
+    ("burgers_fno", [], {**_GRID, **_OPERATOR_DATA, **_FNO}),
+    ("darcy_mgno", [], {**_GRID, **_OPERATOR_DATA, **_MGNO}),
+    ("burgers_deeponet", ["model.sensors=0"], {**_GRID, **_OPERATOR_DATA, **_DEEPONET}),
+    ("antiderivative_deeponet", [], {"data.resolution": _WIDE, **_OPERATOR_DATA, **_DEEPONET}),
+    ("navier_stokes_fno", [], {**_NAVIER_STOKES, **_FNO}),
+    ("navier_stokes_fno3d", [], {**_NAVIER_STOKES, **_FNO}),
+    ("navier_stokes_mgno", [], {**_NAVIER_STOKES, **_MGNO}),
+    ("navier_stokes_deeponet", [], {**_NAVIER_STOKES, **_DEEPONET}),
+]
+for _problem, _terms in PINN_TERMS.items():
+    _stem = {"poisson_2d": "poisson", "helmholtz_2d": "helmholtz"}.get(_problem, _problem)
+    _points = {f"train.num_{term}": _WIDE for term in _terms}
+    if _problem in ("nonlinear_diffusion", "allen_cahn"):
+        _points["problem.reference_resolution"] = 10**7
+    _SIZE_BASES.append((f"pinn_{_stem}", ["model.name='pig'"], {**_points, **_PIG}))
+    _SIZE_BASES.append((f"pinn_{_stem}", ["model.name='mlp'"], {**_points, **_MLP}))
+
+
+@st.composite
+def extreme_sizes(draw):
+    """`(config file, --set overrides, keys set to extreme sizes)` for one base config."""
+    stem, overrides, keys = draw(st.sampled_from(_SIZE_BASES))
+    chosen = draw(st.lists(st.sampled_from(sorted(keys)), min_size=1, max_size=3, unique=True))
+    config = tomllib.loads((REPO / "experiments" / f"{stem}.toml").read_text())
+    values = {}
+    for key in chosen:
+        low = keys[key]
+        values[key] = draw(st.one_of(st.integers(low, 2**62), st.sampled_from([low, 10**9, 2**62])))
+    data = config.get("data", {})
+    if "data.solve_resolution" in values:  # a solve grid the resolution fits (extreme, valid)
+        s, solve = (
+            values.get("data.resolution", data.get("resolution")),
+            values["data.solve_resolution"],
+        )
+        if data.get("recipe") == "darcy":
+            values["data.solve_resolution"] = (s - 1) * -(-solve // (s - 1)) + 1
+        else:
+            values["data.solve_resolution"] = 2 * s * -(-solve // (2 * s))
+    overrides = list(overrides)
+    for key, value in values.items():
+        default = config
+        for part in key.split("."):
+            default = default.get(part, {}) if isinstance(default, dict) else {}
+        if isinstance(default, list) or key == "model.modes":  # the same length, all extreme
+            length = len(default) if isinstance(default, list) and default else 1
+            value = [value] * (2 if key.endswith("_widths") else length)
+        overrides.append(f"{key}={value}")
+        if key == "data.record_steps":  # keep t_final / dt / record_steps a whole number
+            overrides.append(f"data.dt={data['t_final'] / value!r}")
+    return str(REPO / "experiments" / f"{stem}.toml"), overrides, chosen
+
+
+_BUDGET_WORKER = """
+import json, resource, sys, time
+from sciml._budget import check_run_budget
+from sciml._config import ConfigError, load_config
+import sciml._experiment, sciml.data._generate  # what any run imports, whatever its sizes
+
+for line in sys.stdin:
+    path, overrides = json.loads(line)
+    start = time.perf_counter()
+    try:
+        check_run_budget(load_config(path, overrides))
+        message = None
+    except ConfigError as e:
+        message = str(e)
+    except Exception as e:  # reported, so that the test names the case
+        message = f"CRASH {type(e).__name__}: {e}"
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    print(json.dumps({"message": message, "seconds": seconds, "peak": peak}), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def budget_worker(tmp_path_factory):
+    """One subprocess that checks configs as `sciml run` does before it makes the run
+    directory (`load_config`, then `check_run_budget`), on a 24 GB machine, one case a line,
+    and reports each case's time and its own peak RSS so far: the peak over every case."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SCIML_MEMORY_BYTES": "24e9", "SCIML_DISK_BYTES": "100e9"}
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _BUDGET_WORKER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path_factory.mktemp("budget"),
+    )
+
+    def check(path: str, overrides: list[str]) -> dict:
+        worker.stdin.write(json.dumps([path, overrides]) + "\n")
+        worker.stdin.flush()
+        line = worker.stdout.readline()
+        assert line, "the budget worker died"
+        return json.loads(line)
+
+    yield check
+    worker.stdin.close()
+    worker.wait(timeout=30)
+
+
+@fuzz(200)
+@given(case=extreme_sizes())
+@example(case=(str(REPO / "experiments/quickstart.toml"), ["data.resolution=1000000000"], []))
+@example(case=(str(REPO / "experiments/quickstart.toml"), ["data.n_train=10000000000000"], []))
+@pytest.mark.timeout(120)
+def test_extreme_sizes_are_refused_fast_and_small(budget_worker, case):
+    path, overrides, keys = case
+    keys = keys or [o.split("=")[0] for o in overrides]
+    result = budget_worker(path, overrides)
+    assert result["message"] is not None, f"accepted: {overrides}"
+    assert not result["message"].startswith("CRASH"), (overrides, result["message"])
+    names_a_key(result["message"])
+    assert any(f"'{key}'" in result["message"] for key in keys), (overrides, result["message"])
+    assert result["seconds"] < 5, result
+    assert result["peak"] < 2**30, result  # peak RSS of the checking process so far

@@ -90,3 +90,42 @@ def test_pinn_run_rejects_bad_override(tmp_path):
     assert out.returncode == 2
     assert "train.weights" in out.stderr and "give 2 weights" in out.stderr
     assert not (tmp_path / "runs").exists()
+
+
+# --- sizes that no machine runs (issue 16, defect 1) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "override, key, fragment",
+    [
+        ("train.num_residual=1000000000", "train.num_residual", "of memory"),
+        ("model.pig.num_gaussians=100000000", "model.pig.num_gaussians", "of memory"),
+        ("problem.reference_resolution=100000", "problem.reference_resolution", "of memory"),
+        ("problem.reference_resolution=500", "problem.reference_resolution", "reference solve"),
+        ("model.mlp.depth=1000000", "model.mlp.depth", "of memory"),
+        # With memory to spare, building and compiling a million layers is still refused.
+        ("model.mlp.depth=100000", "model.mlp.depth", "model build"),
+        ("train.steps=3000000000", "train.steps", "32-bit integers"),
+    ],
+)
+def test_absurd_pinn_sizes_are_refused_naming_the_key(override, key, fragment):
+    from sciml._budget import check_run_budget
+
+    model = "mlp" if key.startswith("model.mlp") else "pig"
+    config = load_config(
+        REPO / "experiments/pinn_nonlinear_diffusion.toml", [override, f"model.name={model}"]
+    )
+    with pytest.raises(ConfigError) as info:
+        check_run_budget(config, memory_bytes=2**49 if fragment == "model build" else 24 * 10**9)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1, message
+    assert message.startswith(f"config key '{key}' = {override.split('=')[1]} is invalid: ")
+    assert fragment in message, message
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_benchmark_configs_fit_a_24_gb_machine(path):
+    from sciml._budget import check_run_budget
+
+    for model in ("pig", "mlp"):
+        check_run_budget(load_config(path, [f"model.name={model}"]), memory_bytes=24 * 10**9)
