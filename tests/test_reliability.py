@@ -161,6 +161,19 @@ def _start_run(tmp_path: Path, runs: str) -> subprocess.Popen:
     )
 
 
+def _wait_for_sigterm_handler(proc: subprocess.Popen) -> None:
+    """Until the command has installed its handlers (SIGTERM caught: /proc's SigCgt mask);
+    before that the interpreter is still starting, and Python's defaults apply."""
+    status = Path(f"/proc/{proc.pid}/status")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        if int(fields["SigCgt"], 16) & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.005)
+    raise AssertionError("the command did not install its signal handlers")
+
+
 def _one_error_line(err: str, sig: int) -> str:
     assert "Traceback" not in err and "Exception ignored" not in err, err[-2000:]
     lines = [line for line in err.splitlines() if line.startswith("error:")]
@@ -173,8 +186,13 @@ def test_sigint_and_sigterm_stop_a_run_in_every_phase_with_one_line(tmp_path):
     """SIGINT/SIGTERM at start-up, during data generation and compilation: exit 130/143 with
     one line, never a traceback, never exit 0, no run directory left. During training: the
     same, and the run then resumes to its end."""
-    for i, (delay, sig) in enumerate([(0.5, signal.SIGINT), (1.5, signal.SIGINT), (2.5, 15)]):
+    phases = [("handlers", 0.0, 2), ("handlers", 0.3, 2), ("output", 1.0, 2), ("output", 2.0, 15)]
+    for i, (after, delay, sig) in enumerate(phases):
         proc = _start_run(tmp_path, f"early{i}")
+        if after == "handlers":  # importing JAX and checking the config
+            _wait_for_sigterm_handler(proc)
+        else:  # generating data, compiling
+            assert proc.stdout.readline().startswith("run directory:")
         time.sleep(delay)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
