@@ -69,6 +69,12 @@ def _nonnegative_int(name: str):
     return _int_at_least(name, 0)
 
 
+_ALLOW_LARGE_HELP = (
+    "run even if the estimated memory, disk or set-up time exceeds what this machine has "
+    "(sizes JAX cannot index are refused anyway)"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sciml", description="Differentiable scientific ML in JAX.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -107,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run each grid point (without --sweep: the config) with the seeds S, S+1, ..., "
         "S+N-1, S the config's seed (default: N = 1)",
     )
+    run.add_argument("--allow-large", action="store_true", help=_ALLOW_LARGE_HELP)
     # Without this, argparse would take `--seed 3` as an abbreviation of `--seeds 3`.
     run.add_argument("--seed", dest="seed_typo", help=argparse.SUPPRESS)
 
@@ -125,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         default=1000,
         help="data seed (default 1000, distinct from the training data)",
     )
+    ev.add_argument("--allow-large", action="store_true", help=_ALLOW_LARGE_HELP)
 
     data = sub.add_parser("data", help="generate a dataset file from a recipe")
     data.add_argument(
@@ -144,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--chunk-size", type=_positive_int("--chunk-size"), default=None)
     data.add_argument("--force", action="store_true", help="replace an existing --out file")
     data.add_argument("--no-progress", action="store_true")
+    data.add_argument("--allow-large", action="store_true", help=_ALLOW_LARGE_HELP)
     options = data.add_argument_group("recipe options (default: the recipe's own)")
     options.add_argument(
         "--solve-resolution",
@@ -193,6 +202,7 @@ def _run_and_report(config: dict, run_dir: Path, *, resume: bool) -> dict:
 
 
 def _cmd_run(args) -> int:
+    from ._budget import check_run_budget
     from ._config import ConfigError, load_config
     from ._run import discard_unstarted, new_run_dir, resume_config
 
@@ -220,6 +230,8 @@ def _cmd_run(args) -> int:
             config = resume_config(run_dir, args.overrides)
         else:
             config = load_config(Path(args.config), args.overrides)
+        # Sizes are checked against this machine before anything is allocated.
+        check_run_budget(config, allow_large=args.allow_large)
     except ConfigError as e:
         raise UsageError(f"sciml run: {e}") from None
     # Every check above runs before the run directory exists; it is made (atomically) only now.
@@ -275,6 +287,14 @@ def _cmd_sweep(args) -> int:
         runs = _sweep.plan_sweep(config_file, args.overrides, args.sweep, args.seeds or 1)
     except _sweep.SweepError as e:
         raise UsageError(f"sciml run: {e}") from None
+    from ._budget import check_run_budget
+    from ._config import ConfigError
+
+    for run in runs:
+        try:
+            check_run_budget(run.config, allow_large=args.allow_large)
+        except ConfigError as e:
+            raise UsageError(f"sciml run: {run.name}: {e}") from None
     from ._run import new_run_dir
 
     sweep_dir = new_run_dir(Path(args.runs_dir), f"{runs[0].config['name']}-sweep")
@@ -327,7 +347,13 @@ def _cmd_eval(args) -> int:
     from .train import CorruptCheckpointError
 
     try:
-        results = evaluate_run(run_dir, resolution=args.resolution, n=args.n, seed=args.seed)
+        results = evaluate_run(
+            run_dir,
+            resolution=args.resolution,
+            n=args.n,
+            seed=args.seed,
+            allow_large=args.allow_large,
+        )
     except (ConfigError, CorruptCheckpointError, DatasetError) as e:
         raise UsageError(f"sciml eval: {e}") from None
     out = run_dir / f"eval_s{results['resolution']}_seed{args.seed}.json"
@@ -382,6 +408,21 @@ def _cmd_data(args) -> int:
         raise UsageError(
             f"sciml data {recipe.name}: {flag} {values[named[0]]} is invalid: {message}"
         ) from None
+    from ._budget import check_data_budget
+    from ._config import ConfigError
+
+    try:
+        check_data_budget(
+            recipe.name,
+            args.n,
+            args.resolution,
+            options,
+            out,
+            chunk_size=args.chunk_size,
+            allow_large=args.allow_large,
+        )
+    except ConfigError as e:
+        raise UsageError(f"sciml data {recipe.name}: {e}") from None
 
     checksum = make_dataset(
         recipe.name,

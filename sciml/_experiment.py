@@ -458,7 +458,13 @@ def count_params(model) -> int:
 
 
 def evaluate_run(
-    run_dir: Path, *, resolution: int | None, n: int, seed: int, progress: bool = True
+    run_dir: Path,
+    *,
+    resolution: int | None,
+    n: int,
+    seed: int,
+    progress: bool = True,
+    allow_large: bool = False,
 ) -> dict:
     """Evaluates a run's best model on fresh data at any resolution (zero-shot super-resolution).
 
@@ -478,6 +484,17 @@ def evaluate_run(
     data_cfg.update(resolution=resolution, n_train=0, n_test=n, seed=seed, path="")
     if resolution != trained_resolution:
         data_cfg["solve_resolution"] = 0  # the recipe's default solve grid for this resolution
+    if not dataset_path(data_cfg).exists():
+        from ._budget import check_data_budget
+
+        check_data_budget(
+            data_cfg["recipe"],
+            n,
+            resolution,
+            recipe_options(data_cfg),
+            dataset_path(data_cfg),
+            allow_large=allow_large,
+        )
     dataset = obtain_dataset(data_cfg, progress=progress)
     x, y = task_arrays(config, dataset, 0, n)
 

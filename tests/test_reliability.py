@@ -518,3 +518,45 @@ def test_warnings_of_a_command_are_one_line():
         line = warnings.formatwarning(message, RuntimeWarning, "_fit.py", 500, "warn(...)")
     assert line == "warning: fit: non-finite loss at step 3; rolled back\n"
     assert warnings.formatwarning(message, RuntimeWarning, "_fit.py", 500).count("\n") > 1
+
+
+# -- 1. sizes: the command line refuses them before anything exists -------------------------
+
+
+@pytest.mark.parametrize(
+    "args, key",
+    [
+        (["run", str(QUICKSTART), "--set", "data.resolution=1000000000"], "data.resolution"),
+        (["run", str(QUICKSTART), "--set", "model.depth=100000000"], "model.depth"),
+        (["run", str(QUICKSTART), "--set", "data.n_train=1000000000000"], "data.n_train"),
+        (["run", str(QUICKSTART), "--sweep", "model.width=8,1000000000"], "model.width"),
+        (["data", "darcy", "--n", "1000000000", "--resolution", "64", "--out", "x.h5"], "--n"),
+    ],
+)
+def test_absurd_sizes_are_refused_before_anything_is_written(
+    tmp_path, monkeypatch, capsys, args, key
+):
+    monkeypatch.chdir(tmp_path)
+    start = time.perf_counter()
+    status = main(args)
+    elapsed = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert status == 2 and key in err and err.count("\n") == 1, err
+    assert elapsed < 5, elapsed
+    assert list(tmp_path.iterdir()) == []  # no run directory, no data file
+
+
+def test_allow_large_lets_a_merely_large_run_through_the_check():
+    from sciml._budget import check_run_budget
+    from sciml._config import ConfigError
+
+    config = load_config(QUICKSTART, ["model.projection_channels=1000000"])
+    with pytest.raises(ConfigError, match="--allow-large"):
+        check_run_budget(config, memory_bytes=8 << 30)
+    check_run_budget(config, allow_large=True, memory_bytes=8 << 30)
+
+
+def test_eval_refuses_an_absurd_test_set_before_generating_it(eval_run, capsys):
+    status = main(["eval", str(eval_run), "--n", "2000000000", "--resolution", "4097"])
+    err = capsys.readouterr().err
+    assert status == 2 and "sciml eval: --" in err and err.count("\n") == 1, err
