@@ -666,7 +666,7 @@ def extreme_sizes(draw):
 
 
 _BUDGET_WORKER = """
-import json, resource, sys, time
+import json, sys, time
 from sciml._budget import check_run_budget
 from sciml._config import ConfigError, load_config
 import sciml._experiment, sciml.data._generate  # what any run imports, whatever its sizes
@@ -682,7 +682,10 @@ for line in sys.stdin:
     except Exception as e:  # reported, so that the test names the case
         message = f"CRASH {type(e).__name__}: {e}"
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    # VmHWM: this process's own peak. Linux keeps ru_maxrss across exec, so it would report a
+    # large parent's (e.g. a pytest worker's) peak at the fork.
+    status = open("/proc/self/status").read()
+    peak = int(status.split("VmHWM:")[1].split()[0]) * 1024
     print(json.dumps({"message": message, "seconds": seconds, "peak": peak}), flush=True)
 """
 

@@ -550,7 +550,7 @@ def declare_huge(path: Path, spec) -> None:
 # Both readers of each file, in one process that reports its peak resident memory since it
 # started (imports included) and the time of each refusal.
 _REFUSE_ALL = """
-import json, resource, sys, time
+import json, sys, time
 from sciml.data import DatasetError, load_dataset, open_dataset
 
 results = []
@@ -563,8 +563,10 @@ for path in sys.argv[1:]:
         except DatasetError as e:
             message = str(e)
         results.append([path, time.perf_counter() - start, message])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB (bytes on macOS)
-peak *= 1 if sys.platform == "darwin" else 1024
+# VmHWM: this process's own peak. Linux keeps ru_maxrss across exec, so it would report a
+# large parent's (e.g. a pytest worker's) peak at the fork.
+status = open("/proc/self/status").read()
+peak = int(status.split("VmHWM:")[1].split()[0]) * 1024
 print(json.dumps({"peak_rss": peak, "results": results}))
 """
 
