@@ -6,6 +6,7 @@ Everything here is assembled from public pieces (`sciml.data`, `sciml.operators`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -318,15 +319,18 @@ def run_experiment(config: dict, run_dir: Path, *, resume: bool = False) -> dict
 
     mesh = build_mesh(config)
     run_dir = Path(run_dir)
-    # The directory is locked for the whole run before anything is written into it; `fit` /
-    # `solve` join this lock.
-    with RunLock(run_dir, scope=True), jax.default_matmul_precision("highest"):
+    # The writing process locks the directory for the whole run before anything is written
+    # into it; `fit` / `solve` join this lock (with several processes only process 0 writes).
+    writer = train.is_writer()
+    lock = RunLock(run_dir, scope=True) if writer else contextlib.nullcontext()
+    with lock, jax.default_matmul_precision("highest"):
         if not resume and (run_dir / "config.toml").exists():
             raise ValueError(
                 f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` to continue "
                 "it, or a fresh directory."
             )
-        write_config(run_dir, config)
+        if writer:
+            write_config(run_dir, config)
         if config.get("kind") == "pinn":
             from ._pinn_experiment import run_pinn
 

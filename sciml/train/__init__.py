@@ -25,6 +25,7 @@ from ._plots import plot_history as plot_history
 from ._plots import plot_predictions as plot_predictions
 from ._plots import plot_solution as plot_solution
 from ._sharding import data_size as data_size
+from ._sharding import is_writer as is_writer
 from ._sharding import make_mesh as make_mesh
 from ._sharding import replicate as replicate
 from ._sharding import shard_batch as shard_batch
