@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import _machine
 from ._config import _SPATIAL_DIMS, PINN_SCHEMA, PINN_TERMS, SCHEMA, ConfigError, _show
 
 # JAX indexes arrays (gathers, slices, `jax.random.split`) with int32 unless x64 is on, and
@@ -159,77 +159,25 @@ class Estimate:
 # --- what the machine has ------------------------------------------------------------------
 
 
-def _env_bytes(name: str) -> int | None:
-    text = os.environ.get(name)
-    if text is None or not text.strip():
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise ConfigError(
-            f"environment variable {name} = {_show(text)} is invalid: expected a number of "
-            "bytes >= 0, e.g. 24e9"
-        )
-    return int(value)
-
-
-def _cgroup_limit() -> int | None:
-    """Memory left under this process's cgroup limit (v2 or v1), if it has one."""
-    for limit, usage in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        (
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ),
-    ):
-        try:
-            total = int(Path(limit).read_text().strip())
-            used = int(Path(usage).read_text().strip())
-        except (OSError, ValueError):  # no such file, or "max"
-            continue
-        if total < 2**60:  # v1 writes "no limit" as a huge number
-            return max(total - used, 0)
-    return None
-
-
 def available_memory() -> int:
-    """Bytes of memory this process can still allocate: `SCIML_MEMORY_BYTES` if set, else
-    `MemAvailable` of `/proc/meminfo` (or the free physical pages), capped by a cgroup limit."""
-    override = _env_bytes("SCIML_MEMORY_BYTES")
-    if override is not None:
-        return override
-    available = None
+    """Bytes of memory this process can still allocate (`sciml._machine.available_memory`:
+    `SCIML_MEMORY_BYTES`, `MemAvailable`, a cgroup limit); unknown counts as unlimited, so
+    that only the impossible is refused."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-                break
-    except (OSError, ValueError, IndexError):
-        pass
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, AttributeError):
-            return IMPOSSIBLE_MEMORY  # unknown: only the impossible is refused
-    limit = _cgroup_limit()
-    return available if limit is None else min(available, limit)
+        available = _machine.available_memory()
+    except _machine.MachineSettingError as e:
+        raise ConfigError(str(e)) from None
+    return IMPOSSIBLE_MEMORY if available is None else available
 
 
 def free_disk(path: str | os.PathLike) -> int:
-    """Free bytes on the file system that holds `path` (or its nearest existing parent):
-    `SCIML_DISK_BYTES` if set."""
-    override = _env_bytes("SCIML_DISK_BYTES")
-    if override is not None:
-        return override
-    path = Path(os.path.abspath(path))
-    while not path.exists() and path != path.parent:
-        path = path.parent
+    """Free bytes on the file system that holds `path` (`sciml._machine.free_disk`:
+    `SCIML_DISK_BYTES` if set); unknown counts as unlimited."""
     try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return IMPOSSIBLE_DISK
+        free = _machine.free_disk(path)
+    except _machine.MachineSettingError as e:
+        raise ConfigError(str(e)) from None
+    return IMPOSSIBLE_DISK if free is None else free
 
 
 # --- data ----------------------------------------------------------------------------------

@@ -159,9 +159,9 @@ def test_filters_and_storage_that_sciml_does_not_read_are_refused(tmp_path, read
 def test_arrays_larger_than_the_available_memory_are_left_on_disk(tmp_path, monkeypatch):
     path = tmp_path / "d.h5"
     x, _ = _write(path)
-    available = _io._available_memory()
+    available = _io.available_memory()
     assert available is None or available > 0
-    monkeypatch.setattr(_io, "_available_memory", lambda: 500)
+    monkeypatch.setattr(_io, "available_memory", lambda: 500)
     message = _refused(path, load_dataset)
     assert message == (
         f"{path}: the arrays take 2.0 kB in memory, more than the 500 bytes available; read it "

@@ -29,7 +29,6 @@ checksum and the finiteness check read about 64 MB at a time in both.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -45,6 +44,7 @@ import h5py
 import numpy as np
 
 from .._atomic import atomic_path
+from .._machine import MachineSettingError, available_memory
 from .._progress import progress_bar
 from .._signals import deferred as deferred_signals
 
@@ -983,26 +983,16 @@ def _read_whole(array: h5py.Dataset) -> np.ndarray:
 def _check_memory(where: str, arrays: Iterable[h5py.Dataset]) -> None:
     """Refuses arrays that would take more memory than is available, before they are read."""
     needed = sum(a.size * a.dtype.itemsize for a in arrays)
-    available = _available_memory()
+    try:
+        available = available_memory()
+    except MachineSettingError as e:
+        raise DatasetError(str(e)) from None
     if available is not None and needed > available:
         raise DatasetError(
             f"{where}: the arrays take {_human(needed)} in memory, more than the "
             f"{_human(available)} available; read it batch by batch with open_dataset "
             "(data.stream = true in a config)"
         )
-
-
-def _available_memory() -> int | None:
-    """The memory the system can still give this process without swapping (Linux's
-    MemAvailable, else the free physical memory), in bytes; None where it is not known."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return None
 
 
 def _human(nbytes: int) -> str:
