@@ -302,7 +302,7 @@ write, calls = _io._Sink.write, []
 def interrupted(self, data):
     calls.append(1)
     if len(calls) == 20:  # among the chunks of the first write of samples
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)  # to this thread: no other thread takes it
     return write(self, data)
 
 _io._Sink.write = interrupted
@@ -316,6 +316,8 @@ except KeyboardInterrupt as e:
         innermost = innermost.tb_next
     open_files = h5py.h5f.get_obj_count(types=h5py.h5f.OBJ_FILE)
     print(innermost.tb_frame.f_code.co_name, len(calls) >= 20, open_files)
+else:
+    print("not-interrupted", len(calls))
 """
 
 
