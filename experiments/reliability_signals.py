@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--source", type=Path, default=REPO, help="checkout whose sciml runs")
     args = parser.parse_args()
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started in the background: the launched commands would keep ignoring SIGINT.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     rng = random.Random(args.seed)
     outcomes = collections.Counter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -122,7 +122,13 @@ def handled() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # A signal ignored when the command started stays ignored (a shell without job control
+    # starts background commands so, that Ctrl-C does not reach them).
+    previous = {
+        s: signal.getsignal(s)
+        for s in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(s) is not signal.SIG_IGN
+    }
     _pending, _active = None, True
     for s in previous:
         signal.signal(s, _handler)

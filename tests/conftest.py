@@ -16,8 +16,19 @@ if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     ).strip()
 
+import signal  # noqa: E402
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# A shell without job control starts background commands with SIGINT ignored, and commands keep
+# that (POSIX; `sciml` too). The tests that interrupt a command with SIGINT need it delivered:
+# their subprocesses inherit the default disposition from here.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread
+        pass
 
 # Numerical comparisons against dense references need float64; tests that exercise the float32
 # path build float32 arrays explicitly.
