@@ -205,14 +205,14 @@ def test_a_run_directory_is_written_by_one_process_at_a_time(tmp_path):
 
 
 def test_a_torn_last_metrics_line_is_dropped_and_an_earlier_one_is_an_error(tmp_path):
-    from sciml.train._fit import _read_history
+    from sciml.train._lifecycle import read_history
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"epoch": 0, "step": 4}\n{"epoch": 1, "st')
-    assert _read_history(path) == [{"epoch": 0, "step": 4}]
+    assert read_history(path) == [{"epoch": 0, "step": 4}]
     path.write_text('{"epoch": 0, "st\n{"epoch": 1, "step": 8}\n')
     with pytest.raises(ValueError, match="line 1 is not a metrics record"):
-        _read_history(path)
+        read_history(path)
 
 
 def test_a_cached_dataset_is_generated_once_and_a_killed_generation_leaves_nothing(tmp_path):

@@ -13,7 +13,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ..operators._spectral import _check_dtype, _default_floating_dtype
+from .._dtypes import check_floating_dtype, default_floating_dtype
 
 # The standard deviation of a standard normal truncated to [-2, 2] (as in `jax.nn.initializers`).
 _TRUNCATED_STD = 0.87962566103423978
@@ -98,7 +98,7 @@ def _check_point(cls_name: str, x, in_dim: int) -> Array:
         )
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(_default_floating_dtype())
+        x = x.astype(default_floating_dtype())
     return x
 
 
@@ -251,7 +251,7 @@ class MLP(eqx.Module):
         self.width = _check_int(name, "width", width, 1)
         self.depth = _check_int(name, "depth", depth, 0)
         self.activation = _check_activation(name, activation)
-        dtype = _check_dtype(name, dtype)
+        dtype = check_floating_dtype(name, dtype)
         self.periodic = _check_periodic(name, periodic, self.in_dim)
         self.periodic_harmonics = _check_int(name, "periodic_harmonics", periodic_harmonics, 1)
         if self.periodic is None and self.periodic_harmonics != 1:

@@ -17,12 +17,12 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from ._mlp import (
     MLP,
     _check_box,
-    _check_dtype,
     _check_int,
     _check_out_dim,
     _check_point,
     _check_positive,
     _per_coordinate,
+    check_floating_dtype,
 )
 
 COVARIANCES = ("diagonal", "full")
@@ -176,7 +176,7 @@ class PIG(eqx.Module):
         self.feature_dim = _check_int(name, "feature_dim", feature_dim, 1)
         hidden = _check_int(name, "hidden", hidden, 1)
         layers = _check_int(name, "layers", layers, 0)
-        dtype = _check_dtype(name, dtype)
+        dtype = check_floating_dtype(name, dtype)
         if covariance not in COVARIANCES:
             raise ValueError(
                 f"`PIG` got `covariance={covariance!r}`, but it must be one of "

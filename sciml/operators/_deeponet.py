@@ -12,8 +12,9 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._dtypes import check_floating_dtype
 from ._base import AbstractOperator
-from ._spectral import _check_channels, _check_dtype
+from ._spectral import _check_channels
 
 MULTI_OUTPUT = ("split_branch", "split_trunk")
 GRIDS = ("nodes", "periodic")
@@ -166,7 +167,7 @@ class MLPTrunk(AbstractTrunk):
         widths = _check_widths("MLPTrunk", "widths", widths)
         activation = _check_activation("MLPTrunk", "activation", activation)
         final_activation = _check_bool("MLPTrunk", "final_activation", final_activation)
-        dtype = _check_dtype("MLPTrunk", dtype)
+        dtype = check_floating_dtype("MLPTrunk", dtype)
         self.net = _MLP(
             (coord_dim, *widths, num_basis * channels),
             activation=activation,
@@ -298,7 +299,7 @@ class PODTrunk(AbstractTrunk):
             e.g. from [`sciml.operators.pod_basis`][].
         - `dtype`: floating dtype to store them in; defaults to JAX's default float dtype.
         """
-        dtype = _check_dtype("PODTrunk", dtype)
+        dtype = check_floating_dtype("PODTrunk", dtype)
         if isinstance(grid, str) or not isinstance(grid, Sequence) or len(grid) == 0:
             raise ValueError(
                 f"`PODTrunk` got `grid` of type {type(grid).__name__}, but it must be a "
@@ -475,7 +476,7 @@ class DeepONet(eqx.Module):
         activation = _check_activation(name, "activation", activation)
         trunk_final_activation = _check_bool(name, "trunk_final_activation", trunk_final_activation)
         bias = _check_bool(name, "bias", bias)
-        dtype = _check_dtype(name, dtype)
+        dtype = check_floating_dtype(name, dtype)
         if multi_output is not None and multi_output not in MULTI_OUTPUT:
             raise ValueError(
                 f"`DeepONet` got `multi_output={multi_output!r}`, but it must be one of "
@@ -662,7 +663,7 @@ def grid_coordinates(spatial: Sequence[int], grid: str, dtype=None) -> Float[Arr
     An array `(prod(spatial), len(spatial))`, the first axis varying slowest.
     """
     grid = _check_grid("grid_coordinates", grid)
-    dtype = _check_dtype("grid_coordinates", dtype)
+    dtype = check_floating_dtype("grid_coordinates", dtype)
     if grid == "nodes":
         axes = [np.linspace(0.0, 1.0, s) for s in spatial]
     else:

@@ -6,14 +6,9 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._dtypes import check_floating_dtype
 from ._base import AbstractOperator
-from ._spectral import (
-    SpectralConv,
-    _check_channels,
-    _check_dtype,
-    _check_modes,
-    check_grid,
-)
+from ._spectral import SpectralConv, _check_channels, _check_modes, check_grid
 
 
 class _Pointwise(eqx.Module):
@@ -171,7 +166,7 @@ class FNO(AbstractOperator):
             _check_channels("FNO", "lifting_channels", lifting_channels)
         if projection_channels is not None:
             _check_channels("FNO", "projection_channels", projection_channels)
-        dtype = _check_dtype("FNO", dtype)
+        dtype = check_floating_dtype("FNO", dtype)
 
         lkey, skey, wkey, pkey = jr.split(key, 4)
         lifted_in = in_channels + (self.num_spatial_dims if grid_features else 0)

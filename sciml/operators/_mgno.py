@@ -13,8 +13,9 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._dtypes import check_floating_dtype
 from ._base import AbstractOperator
-from ._spectral import _check_channels, _check_dtype
+from ._spectral import _check_channels
 
 # How each boundary condition extends a grid function by one point on every side.
 _PAD_MODES = {"zeros": "constant", "circular": "wrap", "reflect": "reflect"}
@@ -398,7 +399,7 @@ class MgNO(AbstractOperator):
         if not callable(activation):
             raise ValueError(f"`MgNO` got `activation={activation!r}`, but it must be callable.")
         self.activation = activation
-        dtype = _check_dtype("MgNO", dtype)
+        dtype = check_floating_dtype("MgNO", dtype)
 
         hidden = self.channels[0]
         layers = []

@@ -1,17 +1,13 @@
 from collections.abc import Sequence
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._dtypes import check_floating_dtype
 from ._base import AbstractOperator
-
-
-def _default_floating_dtype():
-    return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
 
 
 def _check_modes(cls_name: str, modes) -> tuple[int, ...]:
@@ -32,21 +28,6 @@ def _check_channels(cls_name: str, name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{cls_name}` got `{name}={value!r}`, but it must be a positive int.")
     return value
-
-
-def _check_dtype(cls_name: str, dtype):
-    if dtype is None:
-        return _default_floating_dtype()
-    try:
-        ok = jnp.issubdtype(dtype, jnp.floating)
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"`{cls_name}` got `dtype={dtype!r}`, but it must be a real floating dtype such as "
-            "`jnp.float32` or `jnp.float64` (or None for JAX's default)."
-        )
-    return dtype
 
 
 def min_grid_shape(modes: tuple[int, ...]) -> tuple[int, ...]:
@@ -203,7 +184,7 @@ class SpectralConv(AbstractOperator):
         self.out_channels = _check_channels("SpectralConv", "out_channels", out_channels)
         self.modes = _check_modes("SpectralConv", modes)
         self.num_spatial_dims = len(self.modes)
-        dtype = _check_dtype("SpectralConv", dtype)
+        dtype = check_floating_dtype("SpectralConv", dtype)
         shape = (in_channels, out_channels, *(2 * m for m in self.modes[:-1]), self.modes[-1])
         scale = 1.0 / (in_channels * out_channels)
         kr, ki = jr.split(key)

@@ -29,24 +29,24 @@ from ..train import (
     trainable_filter,
 )
 from ..train._checkpoint import history_digest, restore_newest_valid
-from ..train._fit import (
-    _UNSKIPPABLE,
-    _append_record,
-    _learning_rate,
-    _nonfinite_options,
-    _open_run,
-    _released_on_error,
-    _restore_history,
-    _Snapshots,
-    _stop_unless_rollback,
-    _write_history,
+from ..train._lifecycle import (
+    UNSKIPPABLE,
+    Snapshots,
+    append_record,
+    last_learning_rate,
+    nonfinite_options,
+    open_run,
+    released_on_error,
+    restore_history,
+    stop_unless_rollback,
+    write_history,
 )
 from ..train._sharding import is_writer, shard_like, sync
 from ..train._step import (
     GuardState,
-    _guarded_update,
-    _nonfinite_error,
+    guarded_update,
     init_guard,
+    nonfinite_error,
 )
 from ._adaptive import grad_norm_weights, rad_resample
 from ._problem import RESIDUAL, Problem
@@ -142,7 +142,7 @@ def _lbfgs_block(model, state, points, weights, problem, optimizer, filter_spec,
         value, grad = value_and_grad(p, state=s)
         updates, new_s = optimizer.update(grad, s, p, value=value, grad=grad, value_fn=value_fn)
         new_p = optax.apply_updates(p, updates)
-        p, s, guard = _guarded_update(guard, value, grad, p, new_p, s, new_s)
+        p, s, guard = guarded_update(guard, value, grad, p, new_p, s, new_s)
         return p, s, value, guard
 
     dtype = jnp.result_type(*jax.tree.leaves(weights))
@@ -328,7 +328,7 @@ def solve(
         raise ValueError(f"`weights` has unknown terms {unknown}; allowed: {list(problem.terms)}.")
     if resume and run_dir is None:
         raise ValueError("`resume=True` needs a `run_dir`.")
-    on_nonfinite, rollback_lr_factor, max_rollbacks = _nonfinite_options(
+    on_nonfinite, rollback_lr_factor, max_rollbacks = nonfinite_options(
         on_nonfinite, rollback_lr_factor, max_rollbacks
     )
     rollback = on_nonfinite == "rollback"
@@ -384,8 +384,8 @@ def solve(
     if run_dir is not None:
         run_dir = pathlib.Path(run_dir)
         writer = is_writer()
-        lock, latest = _open_run(run_dir, resume=resume, who="sciml.pinn.solve")
-        with _released_on_error(lock):
+        lock, latest = open_run(run_dir, resume=resume, who="sciml.pinn.solve")
+        with released_on_error(lock):
             ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
             meta = {}
             if latest is not None:
@@ -413,10 +413,10 @@ def solve(
                 if rollback:
                     lr_factor = float(meta.get("lr_factor", 1.0))
                     rollbacks = int(meta.get("rollbacks", 0))
-            history = _restore_history(metrics_path, step, meta, latest)
+            history = restore_history(metrics_path, step, meta, latest)
             sync("sciml.pinn.solve: run restored")
             if writer:
-                _write_history(metrics_path, history)
+                write_history(metrics_path, history)
     if points is None and first_points is not None:
         points = shard({name: jnp.asarray(x, dtype) for name, x in first_points.items()})
     elif points is None:
@@ -443,7 +443,7 @@ def solve(
         return guard if mesh is None else replicate(guard, mesh)
 
     def error(bad_step: int, quantity: str, detail: str = ""):
-        return _nonfinite_error(
+        return nonfinite_error(
             "solve",
             bad_step,
             quantity,
@@ -455,7 +455,7 @@ def solve(
 
     if rollback:
         state = (model, opt_state, lbfgs_state, weights, points)
-        snapshots = _Snapshots(step, last_checkpoint, state, keep_checkpoints)
+        snapshots = Snapshots(step, last_checkpoint, state, keep_checkpoints)
     skipped_since_record = 0
     total = steps + lbfgs_steps
     bar = progress_bar(total=total, initial=step, disable=not progress, unit="step", desc="solve")
@@ -509,9 +509,9 @@ def solve(
             # One synchronisation per block; an overflowed last update is caught here.
             guard = guard.check_parameters(model, spec)
             bad = guard.first_nonfinite()
-            if bad is not None and (on_nonfinite != "skip" or bad[1] in _UNSKIPPABLE):
+            if bad is not None and (on_nonfinite != "skip" or bad[1] in UNSKIPPABLE):
                 bad_step, quantity = bad
-                _stop_unless_rollback(error, bad, on_nonfinite, rollbacks, max_rollbacks, lr_factor)
+                stop_unless_rollback(error, bad, on_nonfinite, rollbacks, max_rollbacks, lr_factor)
                 rollbacks += 1
                 lr_factor *= rollback_lr_factor
                 delete = run_dir is not None and writer
@@ -523,7 +523,7 @@ def solve(
                     action += " and the L-BFGS memory cleared"
                 history = [r for r in history if r["step"] <= step]
                 if run_dir is not None and writer:
-                    _write_history(metrics_path, history)
+                    write_history(metrics_path, history)
                 warnings.warn(
                     f"solve: non-finite {quantity} at step {bad_step}; rolled back to step "
                     f"{step} with {action} (rollback {rollbacks} of {max_rollbacks})",
@@ -555,7 +555,7 @@ def solve(
                 record.update({f"weight_{k}": float(v) for k, v in weights.items()})
                 if eval_set is not None:
                     record["eval_relative_l2"] = float(_error(model, problem, *eval_set)[0])
-                lr = _learning_rate(opt_state) if phase == "adam" else None
+                lr = last_learning_rate(opt_state) if phase == "adam" else None
                 if lr is not None:
                     record["lr"] = lr * lr_factor
                 if lr_factor != 1.0:
@@ -566,7 +566,7 @@ def solve(
                 record["time_s"] = time.perf_counter() - start
                 history.append(record)
                 if run_dir is not None and writer:
-                    _append_record(metrics_path, record)
+                    append_record(metrics_path, record)
                 if callback is not None:
                     stop = bool(callback(model, record))
                 postfix = {"loss": f"{record['train_loss']:.3e}"}

@@ -1,178 +1,55 @@
 """`fit`: a complete training loop built from the public pieces of `sciml.train`."""
 
-import contextlib
-import json
 import math
 import os
 import pathlib
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.tree_util as jtu
 import numpy as np
 import optax
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from .. import _signals
-from .._atomic import RunLock, append_line, atomic_write_bytes, remove_temporaries
 from .._progress import progress_bar
 from ._batching import _batch_indices, _check_arrays, _check_batch_size, _iterate, num_batches
 from ._checkpoint import (
     history_digest,
-    latest_checkpoint,
     remove_model_file,
     restore_newest_valid,
     save_checkpoint,
     save_model_file,
+)
+from ._lifecycle import (
+    UNSKIPPABLE,
+    Snapshots,
+    append_record,
+    last_learning_rate,
+    nonfinite_options,
+    open_run,
+    positive_int,
+    released_on_error,
+    restore_history,
+    stop_unless_rollback,
+    write_history,
 )
 from ._losses import relative_l2
 from ._plots import plot_history
 from ._sharding import data_size, is_writer, replicate, shard_like, shard_params, sync
 from ._step import (
     GuardState,
-    _nonfinite_error,
     evaluate,
     init_guard,
     init_optimizer,
+    nonfinite_error,
     train_step,
 )
-
-POLICIES = ("stop", "rollback", "skip")
-# Non-finite parameters are already in the model: they cannot be skipped.
-_UNSKIPPABLE = ("parameter update", "initial parameters")
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return int(value)
-
-
-def _nonfinite_options(
-    on_nonfinite: Any, rollback_lr_factor: Any, max_rollbacks: Any
-) -> tuple[str, float, int]:
-    """Checks the `on_nonfinite` policy of `fit` / `solve` and fills in its defaults."""
-    if on_nonfinite not in POLICIES:
-        raise ValueError(f"`on_nonfinite` must be one of {POLICIES}, got {on_nonfinite!r}.")
-    if on_nonfinite != "rollback":
-        given = [
-            name
-            for name, value in (
-                ("rollback_lr_factor", rollback_lr_factor),
-                ("max_rollbacks", max_rollbacks),
-            )
-            if value is not None
-        ]
-        if given:
-            raise ValueError(
-                f"`{given[0]}` applies only to on_nonfinite='rollback', got "
-                f"on_nonfinite={on_nonfinite!r}."
-            )
-        return on_nonfinite, 1.0, 0
-    factor = 0.5 if rollback_lr_factor is None else rollback_lr_factor
-    if (
-        isinstance(factor, bool)
-        or not isinstance(factor, int | float | np.integer | np.floating)
-        or not 0 < factor < 1
-    ):
-        raise ValueError(f"`rollback_lr_factor` must be in (0, 1), got {rollback_lr_factor!r}.")
-    count = 3 if max_rollbacks is None else _positive_int("max_rollbacks", max_rollbacks)
-    return on_nonfinite, float(factor), count
-
-
-@contextlib.contextmanager
-def _released_on_error(lock: RunLock | None) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        if lock is not None:
-            lock.release()
-        raise
-
-
-def _open_run(
-    run_dir: pathlib.Path, *, resume: bool, who: str
-) -> tuple[RunLock | None, pathlib.Path | None]:
-    """Locks `run_dir` for this run (the writing process only; held until `release()`, and
-    dropped by the system if the process dies), checks that it holds no run unless resuming,
-    and deletes the temporary files of writes a crash interrupted.
-
-    **Returns:**
-
-    `(lock, latest)`: the lock (`None` on processes that do not write) and the newest
-    complete checkpoint, if any.
-    """
-    writer = is_writer()
-    lock = RunLock(run_dir) if writer else None
-    with _released_on_error(lock):
-        latest = latest_checkpoint(run_dir / "checkpoints")
-        if not resume and (latest is not None or (run_dir / "metrics.jsonl").exists()):
-            raise ValueError(
-                f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` to continue "
-                "it, or a fresh directory."
-            )
-        sync(f"{who}: run_dir checked")  # no process writes before all have checked
-        if writer:
-            for directory in (run_dir, run_dir / "checkpoints", run_dir / "plots"):
-                remove_temporaries(directory)
-    return lock, latest
-
-
-def _stop_unless_rollback(
-    error: Callable[..., Exception],
-    bad: tuple[int, str],
-    on_nonfinite: str,
-    rollbacks: int,
-    max_rollbacks: int,
-    lr_factor: float,
-) -> None:
-    """Raises `error(step, quantity, detail)` for the non-finite step `bad`, unless the policy
-    rolls it back."""
-    bad_step, quantity = bad
-    if on_nonfinite != "rollback":
-        skip = on_nonfinite == "skip"
-        raise error(bad_step, quantity, " (cannot be skipped)" if skip else "")
-    if rollbacks >= max_rollbacks:
-        raise error(
-            bad_step,
-            quantity,
-            f" after {rollbacks} rollback(s) (learning-rate factor {lr_factor:g})",
-        )
-
-
-class _Snapshots:
-    """The states at the newest checkpoints (references, not copies) and the initial state:
-    the targets of a rollback."""
-
-    def __init__(self, step: int, path: pathlib.Path | None, state: Any, keep: int):
-        self.items = [(step, path, state)]
-        self.keep = keep
-
-    def add(self, step: int, path: pathlib.Path | None, state: Any) -> None:
-        self.items.append((step, path, state))
-        if len(self.items) > self.keep + 1:
-            del self.items[1]  # the initial state stays, as the last resort
-
-    def target(
-        self, bad_step: int, quantity: str, delete: bool
-    ) -> tuple[int, pathlib.Path | None, Any]:
-        """The state to roll back to after a non-finite `quantity` at `bad_step`."""
-        step, path, _ = self.items[-1]
-        # A state whose very first step has a non-finite loss or gradient fails again at any
-        # learning rate (e.g. a diverged but still finite state): drop it, and its checkpoint,
-        # which would only fail once more on resuming, and go back one further.
-        if bad_step == step + 1 and quantity != "parameter update" and len(self.items) > 1:
-            self.items.pop()
-            if path is not None and delete:
-                path.with_suffix(".json").unlink(missing_ok=True)
-                path.unlink(missing_ok=True)
-        return self.items[-1]
 
 
 @eqx.filter_jit
@@ -212,69 +89,6 @@ def _check_pair(data: Any, name: str) -> tuple[Any, Any]:
     if data[0].shape[0] == 0:
         raise ValueError(f"`{name}` must contain at least one sample, got 0.")
     return data
-
-
-def _learning_rate(opt_state: optax.OptState) -> float | None:
-    """The learning rate of the last step, if the optimiser was built with
-    `optax.inject_hyperparams`."""
-    has_hyperparams = lambda s: hasattr(s, "hyperparams") and isinstance(s.hyperparams, dict)
-    for s in jtu.tree_leaves(opt_state, is_leaf=has_hyperparams):
-        if has_hyperparams(s) and "learning_rate" in s.hyperparams:
-            return float(s.hyperparams["learning_rate"])
-    return None
-
-
-def _read_history(path: pathlib.Path) -> list[dict[str, Any]]:
-    """The records of a run's `metrics.jsonl`.
-
-    A last line cut short (a crash while appending it) is dropped: records are appended
-    before their checkpoint is written, so it is newer than any checkpoint and would be
-    dropped on resuming anyway. A damaged earlier line is an error.
-    """
-    if not path.is_file():
-        return []
-    text = path.read_text(errors="replace")
-    lines = [line for line in text.splitlines() if line.strip()]
-    records = []
-    for i, line in enumerate(lines):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-            if i == len(lines) - 1 and not text.endswith("\n"):
-                break
-            raise ValueError(
-                f"`{path}` line {i + 1} is not a metrics record (a JSON object with a "
-                "'step'); the file is damaged: remove the line to resume"
-            )
-        records.append(record)
-    return records
-
-
-def _write_history(path: pathlib.Path, history: Sequence[Mapping[str, Any]]) -> None:
-    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in history).encode())
-
-
-def _append_record(path: pathlib.Path, record: Mapping[str, Any]) -> None:
-    append_line(path, json.dumps(record) + "\n")
-
-
-def _restore_history(
-    path: pathlib.Path, step: int, meta: Mapping[str, Any], checkpoint: pathlib.Path | None
-) -> list[dict[str, Any]]:
-    """The records of `metrics.jsonl` up to `step`, the restored checkpoint's; they must be the
-    ones the checkpoint saw (its `history_sha256`), so that an edited file cannot steer the
-    resumed run (e.g. its best epoch)."""
-    history = [r for r in _read_history(path) if r["step"] <= step]
-    expected = meta.get("history_sha256")
-    if expected is not None and history_digest(history) != expected:
-        raise ValueError(
-            f"`{path}` was changed since `{checkpoint}` was written: its records up to step "
-            f"{step} differ from the ones the checkpoint recorded (sha256); restore the file "
-            "or start a new run"
-        )
-    return history
 
 
 def fit(
@@ -440,9 +254,9 @@ def fit(
         )
     nb = num_batches(n, batch_size)
     if epochs is not None:
-        total_steps = _positive_int("epochs", epochs) * nb
+        total_steps = positive_int("epochs", epochs) * nb
     else:
-        total_steps = _positive_int("steps", steps)
+        total_steps = positive_int("steps", steps)
     if eval_data is not None:
         eval_data = _check_pair(eval_data, "eval_data")
         if eval_metrics is None:
@@ -455,10 +269,10 @@ def fit(
             )
     elif eval_metrics is not None:
         raise ValueError("`eval_metrics` was given without `eval_data`; pass both or neither.")
-    checkpoint_every = _positive_int("checkpoint_every", checkpoint_every)
-    eval_every = _positive_int("eval_every", eval_every)
-    keep_checkpoints = _positive_int("keep_checkpoints", keep_checkpoints)
-    on_nonfinite, rollback_lr_factor, max_rollbacks = _nonfinite_options(
+    checkpoint_every = positive_int("checkpoint_every", checkpoint_every)
+    eval_every = positive_int("eval_every", eval_every)
+    keep_checkpoints = positive_int("keep_checkpoints", keep_checkpoints)
+    on_nonfinite, rollback_lr_factor, max_rollbacks = nonfinite_options(
         on_nonfinite, rollback_lr_factor, max_rollbacks
     )
     rollback = on_nonfinite == "rollback"
@@ -491,8 +305,8 @@ def fit(
     if run_dir is not None:
         run_dir = pathlib.Path(run_dir)
         writer = is_writer()
-        lock, latest = _open_run(run_dir, resume=resume, who="sciml.fit")
-        with _released_on_error(lock):
+        lock, latest = open_run(run_dir, resume=resume, who="sciml.fit")
+        with released_on_error(lock):
             ckpt_dir = run_dir / "checkpoints"
             metrics_path = run_dir / "metrics.jsonl"
             meta = {}
@@ -529,10 +343,10 @@ def fit(
                     if writer:
                         save_model_file(run_dir / "best_model.eqx", best_model)
             # Drop records newer than the checkpoint (or all of them, when starting afresh).
-            history = _restore_history(metrics_path, step, meta, latest)
+            history = restore_history(metrics_path, step, meta, latest)
             sync("sciml.fit: run restored")
             if writer:
-                _write_history(metrics_path, history)
+                write_history(metrics_path, history)
 
     def fresh_guard() -> GuardState:
         guard = init_guard(
@@ -541,7 +355,7 @@ def fit(
         return guard if mesh is None else replicate(guard, mesh)
 
     def error(bad_step: int, quantity: str, detail: str = ""):
-        return _nonfinite_error(
+        return nonfinite_error(
             "fit",
             bad_step,
             quantity,
@@ -553,7 +367,7 @@ def fit(
 
     if rollback:
         state = (model, opt_state, best_model, best_metric)
-        snapshots = _Snapshots(step, last_checkpoint, state, keep_checkpoints)
+        snapshots = Snapshots(step, last_checkpoint, state, keep_checkpoints)
     epoch = step // nb
     stop = False
     bar = progress_bar(
@@ -591,9 +405,9 @@ def fit(
             # An update of the epoch's last step that overflowed is caught here.
             guard = guard.check_parameters(model, filter_spec)
             bad = guard.first_nonfinite()
-            if bad is not None and (on_nonfinite != "skip" or bad[1] in _UNSKIPPABLE):
+            if bad is not None and (on_nonfinite != "skip" or bad[1] in UNSKIPPABLE):
                 bad_step, quantity = bad
-                _stop_unless_rollback(error, bad, on_nonfinite, rollbacks, max_rollbacks, lr_factor)
+                stop_unless_rollback(error, bad, on_nonfinite, rollbacks, max_rollbacks, lr_factor)
                 rollbacks += 1
                 lr_factor *= rollback_lr_factor
                 delete = run_dir is not None and writer
@@ -602,7 +416,7 @@ def fit(
                 epoch = step // nb
                 history = [r for r in history if r["step"] <= step]
                 if run_dir is not None and writer:
-                    _write_history(metrics_path, history)
+                    write_history(metrics_path, history)
                     if best_model is not None:
                         save_model_file(run_dir / "best_model.eqx", best_model)
                     else:
@@ -640,7 +454,7 @@ def fit(
                     best_metric, best_model = scores[first_metric], model
                     if run_dir is not None and writer:
                         save_model_file(run_dir / "best_model.eqx", best_model)
-            lr = _learning_rate(opt_state)
+            lr = last_learning_rate(opt_state)
             if lr is not None:
                 record["lr"] = lr * lr_factor
             if lr_factor != 1.0:
@@ -648,7 +462,7 @@ def fit(
             record["epoch_time_s"] = time.perf_counter() - start_time
             history.append(record)
             if run_dir is not None and writer:
-                _append_record(metrics_path, record)
+                append_record(metrics_path, record)
             if callback is not None:
                 stop = bool(callback(model, record))
             postfix = {"loss": f"{record['train_loss']:.3e}"}

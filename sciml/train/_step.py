@@ -75,7 +75,7 @@ class NonFiniteError(FloatingPointError):
         self.model = model
 
 
-def _nonfinite_error(
+def nonfinite_error(
     who: str,
     step: int,
     quantity: str,
@@ -218,7 +218,7 @@ def _flag_params(guard: GuardState, params: PyTree) -> GuardState:
 _check_params = eqx.filter_jit(_flag_params)
 
 
-def _guarded_update(
+def guarded_update(
     guard: GuardState,
     loss: Array,
     grads: PyTree,
@@ -318,7 +318,7 @@ def train_step(
         factor = guard.lr_factor
         updates = jtu.tree_map(lambda u: u * factor.astype(u.dtype), updates)
     new_params = eqx.apply_updates(params, updates)
-    params, opt_state, guard = _guarded_update(
+    params, opt_state, guard = guarded_update(
         guard, loss, grads, params, new_params, opt_state, new_state
     )
     return eqx.combine(params, static), opt_state, loss, guard

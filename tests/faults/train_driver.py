@@ -20,6 +20,7 @@ The events are counted in this process only, from its start.
 """
 
 import argparse
+import json
 import os
 import pathlib
 import signal
@@ -110,12 +111,12 @@ def arm(spec: str) -> None:
 
     pathlib.Path.unlink = unlink_hook
 
-    append = fit_module._append_record
+    append = fit_module.append_record
 
     def append_hook(path, record):
         fire = hit("append")
         if fire and when == "torn":
-            line = (fit_module.json.dumps(record) + "\n").encode()
+            line = (json.dumps(record) + "\n").encode()
             with open(path, "ab") as f:
                 f.write(line[: len(line) // 2])
                 f.flush()
@@ -124,7 +125,7 @@ def arm(spec: str) -> None:
         if fire and when == "after":
             _die()
 
-    fit_module._append_record = append_hook
+    fit_module.append_record = append_hook
 
 
 def main() -> None:
