@@ -120,13 +120,13 @@ def test_run_then_resume(tmp_path):
 def test_eval_needs_no_training_file(tmp_path, monkeypatch, capsys):
     """`sciml eval` generates its own data: a run trained on a `data.path` file that has
     since been deleted still evaluates."""
-    import equinox as eqx
     import jax
     import tomli_w
 
     from sciml._cli import main
     from sciml._config import load_config
     from sciml._experiment import build_normalized_model
+    from sciml.train import save_model_file
 
     monkeypatch.chdir(tmp_path)
     train_file = tmp_path / "train.h5"
@@ -141,7 +141,7 @@ def test_eval_needs_no_training_file(tmp_path, monkeypatch, capsys):
     res = config["data"]["resolution"]
     x = np.zeros((2, 1, res, res), np.float32)
     model = build_normalized_model(config, x, x, key=jax.random.key(0))
-    eqx.tree_serialise_leaves(run_dir / "best_model.eqx", model)
+    save_model_file(run_dir / "best_model.eqx", model)  # as fit writes it, with its checksum
     train_file.unlink()
 
     assert main(["eval", str(run_dir), "--n", "2"]) == 0, capsys.readouterr()
