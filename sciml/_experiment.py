@@ -211,14 +211,14 @@ def build_model(config: dict, in_channels: int, out_channels: int, *, key) -> An
     fraction of the grid, so that the padded domain keeps its physical size (and each Fourier
     mode its wavenumber) when the trained model is evaluated at another resolution.
     Trajectory tasks wrap the operator: `rollout` in [`sciml.operators.Autoregressive`][]
-    (one frame per call), `space_time` in [`sciml.operators.SpaceTime`][] (FNO-3D).
+    (one frame per call), `space_time` in [`sciml.operators.SpaceTimeOperator`][] (FNO-3D).
     """
     build = _BUILDERS[config["model"]["name"]]
     kind = config["task"]["kind"]
     if kind == "rollout":
         return operators.Autoregressive(build(config, in_channels, 1, key=key), out_channels)
     if kind == "space_time":
-        return operators.SpaceTime(build(config, in_channels, 1, key=key), out_channels)
+        return operators.SpaceTimeOperator(build(config, in_channels, 1, key=key), out_channels)
     return build(config, in_channels, out_channels, key=key)
 
 

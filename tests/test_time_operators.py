@@ -1,4 +1,5 @@
-"""`Autoregressive` and `SpaceTime`: the two ways to predict trajectories (FNO-2D / FNO-3D)."""
+"""`Autoregressive` and `SpaceTimeOperator`: the two ways to predict trajectories (FNO-2D /
+FNO-3D)."""
 
 import equinox as eqx
 import jax
@@ -6,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sciml.operators import FNO, AbstractOperator, Autoregressive, SpaceTime
+from sciml.operators import FNO, AbstractOperator, Autoregressive, SpaceTimeOperator
 
 
 class _Extrapolate(AbstractOperator):
@@ -53,7 +54,7 @@ def test_autoregressive_equals_a_python_loop_and_differentiates(getkey):
 
 def test_space_time_broadcasts_input_frames_along_time(getkey):
     fno3 = FNO(4, 1, modes=(3, 3, 2), width=6, depth=2, padding=(0, 0, 2), key=getkey())
-    model = SpaceTime(fno3, steps=6)
+    model = SpaceTimeOperator(fno3, steps=6)
     x = jax.random.normal(getkey(), (4, 8, 8))
     block = jnp.repeat(x[..., None], 6, axis=-1)
     expected = jnp.moveaxis(fno3(block)[0], -1, 0)
@@ -72,8 +73,14 @@ def test_time_operators_reject_bad_arguments(getkey):
     with pytest.raises(ValueError, match="shape"):
         Autoregressive(step, steps=4)(jnp.zeros((2, 8, 8)))
     with pytest.raises(ValueError, match="out_channels = 1"):
-        SpaceTime(FNO(3, 2, modes=(2, 2, 2), width=4, depth=1, key=getkey()), steps=4)
+        SpaceTimeOperator(FNO(3, 2, modes=(2, 2, 2), width=4, depth=1, key=getkey()), steps=4)
     with pytest.raises(ValueError, match="shape"):
-        SpaceTime(FNO(3, 1, modes=(2, 2, 2), width=4, depth=1, key=getkey()), steps=4)(
+        SpaceTimeOperator(FNO(3, 1, modes=(2, 2, 2), width=4, depth=1, key=getkey()), steps=4)(
             jnp.zeros((3, 8))
         )
+
+
+def test_the_earlier_name_of_the_space_time_operator_still_works():
+    from sciml import operators
+
+    assert operators.SpaceTime is SpaceTimeOperator

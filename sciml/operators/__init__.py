@@ -12,4 +12,7 @@ from ._fno import FNO as FNO
 from ._mgno import MgNO as MgNO
 from ._spectral import SpectralConv as SpectralConv
 from ._time import Autoregressive as Autoregressive
-from ._time import SpaceTime as SpaceTime
+from ._time import SpaceTimeOperator as SpaceTimeOperator
+
+# The earlier name, kept for existing code; `sciml.pinn.SpaceTime` is the space-time domain.
+SpaceTime = SpaceTimeOperator

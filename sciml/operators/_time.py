@@ -6,8 +6,9 @@ Navier-Stokes experiments:
 
 - [`Autoregressive`][]: a spatial operator maps the last `t_in` frames to the next frame(s); it
   is applied repeatedly, each prediction shifted into the window (FNO-2D, "recurrent in time").
-- [`SpaceTime`][]: an operator with one more spatial axis maps the `t_in` input frames, repeated
-  along a new time axis of length `t_out`, to the whole space-time block at once (FNO-3D).
+- [`SpaceTimeOperator`][]: an operator with one more spatial axis maps the `t_in` input frames,
+  repeated along a new time axis of length `t_out`, to the whole space-time block at once
+  (FNO-3D).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class Autoregressive(AbstractOperator):
         return preds.reshape(self.steps, *x.shape[1:])
 
 
-class SpaceTime(AbstractOperator):
+class SpaceTimeOperator(AbstractOperator):
     """Predicts a block of frames at once with an operator over space *and* time.
 
     The `t_in` input frames are repeated along a new last axis of length `steps` (the time axis
@@ -133,20 +134,23 @@ class SpaceTime(AbstractOperator):
         """
         if not isinstance(model, AbstractOperator):
             raise ValueError(
-                f"`SpaceTime` needs `model` to be a sciml operator, got {type(model).__name__}."
+                f"`SpaceTimeOperator` needs `model` to be a sciml operator, got "
+                f"{type(model).__name__}."
             )
         if model.out_channels != 1:
             raise ValueError(
-                f"`SpaceTime` needs a model with out_channels = 1 (one value per space-time "
-                f"point), got {model.out_channels}."
+                "`SpaceTimeOperator` needs a model with out_channels = 1 (one value per "
+                f"space-time point), got {model.out_channels}."
             )
         if model.num_spatial_dims < 2:
             raise ValueError(
-                "`SpaceTime` needs a model with at least 2 axes (space and time), got "
+                "`SpaceTimeOperator` needs a model with at least 2 axes (space and time), got "
                 f"num_spatial_dims = {model.num_spatial_dims}."
             )
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"`SpaceTime` got `steps={steps!r}`, but it must be an int >= 1.")
+            raise ValueError(
+                f"`SpaceTimeOperator` got `steps={steps!r}`, but it must be an int >= 1."
+            )
         self.model = model
         self.steps = steps
         self.in_channels = model.in_channels
@@ -164,8 +168,8 @@ class SpaceTime(AbstractOperator):
         """
         if x.ndim != self.num_spatial_dims + 1 or x.shape[0] != self.in_channels:
             raise ValueError(
-                f"`SpaceTime` expects an input of shape ({self.in_channels}, *spatial) with "
-                f"{self.num_spatial_dims} spatial dims, got shape {x.shape}."
+                f"`SpaceTimeOperator` expects an input of shape ({self.in_channels}, *spatial) "
+                f"with {self.num_spatial_dims} spatial dims, got shape {x.shape}."
             )
         block = jnp.broadcast_to(x[..., None], (*x.shape, self.steps))
         return jnp.moveaxis(self.model(block)[0], -1, 0)
