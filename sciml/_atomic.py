@@ -7,6 +7,8 @@ opened with `O_NOFOLLOW`, temporaries are created with `O_EXCL`.
 
 import contextlib
 import errno
+import hashlib
+import json
 import os
 import pathlib
 import re
@@ -181,6 +183,50 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes `data` to `path` atomically (temporary file, fsync, rename)."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read 1 MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def checksummed_path(path: str | os.PathLike, sidecar: str | os.PathLike) -> Iterator[pathlib.Path]:
+    """`atomic_path` for a file that is read back later: its SHA-256 goes to the JSON file
+    `sidecar` (`{"file", "sha256", "previous_sha256"}`), which `checksum_matches` checks.
+
+    The sidecar is written before the file is renamed into place and names both the new and
+    the previous checksum, so that a crash between the two renames leaves a pair that still
+    verifies.
+    """
+    path = pathlib.Path(path)
+    with atomic_path(path) as tmp:
+        yield tmp
+        previous = file_sha256(path) if path.is_file() else None
+        record = {"file": path.name, "sha256": file_sha256(tmp), "previous_sha256": previous}
+        atomic_write_bytes(sidecar, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def checksum_matches(path: str | os.PathLike, sidecar: str | os.PathLike) -> bool | None:
+    """Whether `path` holds what `checksummed_path` recorded in `sidecar` (the new or the
+    previous checksum); `None` if there is no sidecar (a file written before it had one).
+
+    **Raises:**
+
+    `ValueError` if the sidecar is not such a record.
+    """
+    try:
+        record = json.loads(pathlib.Path(sidecar).read_text())
+        accepted = {record["sha256"], record.get("previous_sha256")} - {None}
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ValueError(f"`{sidecar}` is damaged (not a checksum record)") from None
+    return file_sha256(path) in accepted
 
 
 # `atomic_path`'s temporary files: ".<target name>.<8 random characters>.tmp".

@@ -108,12 +108,12 @@ def _check_cached(path: Path, dataset: sdata.Dataset, data_cfg: dict, recipe) ->
         json.dumps(recipe.info(data_cfg["resolution"], **recipe_options(data_cfg)), sort_keys=True)
     )
     held = dataset.attrs.get("recipe")
-    found = [("seed", dataset.attrs.get("seed"), data_cfg["seed"])]
+    pairs = [("seed", dataset.attrs.get("seed"), data_cfg["seed"])]
     if isinstance(held, dict):
-        found += [(k, held.get(k), v) for k, v in expected.items() if held.get(k) != v]
+        pairs += [(k, held.get(k), v) for k, v in expected.items()]
     else:
-        found.append(("recipe", held, expected))
-    for name, was, wanted in found:
+        pairs.append(("recipe", held, expected))
+    for name, was, wanted in pairs:
         if was != wanted:
             raise sdata.DatasetError(
                 f"cached dataset {path} does not match the config: it was made with {name} = "
@@ -488,17 +488,12 @@ def evaluate_run(
     data_cfg.update(resolution=resolution, n_train=0, n_test=n, seed=seed, path="")
     if resolution != trained_resolution:
         data_cfg["solve_resolution"] = 0  # the recipe's default solve grid for this resolution
-    if not dataset_path(data_cfg).exists():
+    path = dataset_path(data_cfg)
+    if not path.exists():  # to be generated: weighed against this machine first
         from ._budget import check_data_budget
 
-        check_data_budget(
-            data_cfg["recipe"],
-            n,
-            resolution,
-            recipe_options(data_cfg),
-            dataset_path(data_cfg),
-            allow_large=allow_large,
-        )
+        options = recipe_options(data_cfg)
+        check_data_budget(data_cfg["recipe"], n, resolution, options, path, allow_large=allow_large)
     dataset = obtain_dataset(data_cfg, progress=progress)
     x, y = task_arrays(config, dataset, 0, n)
 

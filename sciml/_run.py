@@ -4,14 +4,12 @@ config stored with its checksum, resumed only with the inputs they were started 
 Layout added to what `sciml.train.fit` / `sciml.pinn.solve` write:
 
 - `config.toml`: the resolved config (every key), written once the directory is locked.
-- `run.json`: `{"config_sha256": ...}`, the checksum of `config.toml`; `--resume` and
-    `sciml eval` refuse a `config.toml` that no longer matches it.
+- `run.json`: the checksum of `config.toml` (`sciml._atomic.checksummed_path`); `--resume`
+    and `sciml eval` refuse a `config.toml` that no longer matches it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -20,7 +18,7 @@ from typing import Any
 
 import tomli_w
 
-from ._atomic import atomic_write_bytes
+from ._atomic import checksum_matches, checksummed_path
 from ._config import ConfigError, load_config
 
 MANIFEST = "run.json"
@@ -67,38 +65,25 @@ def new_run_dir(parent: str | os.PathLike, prefix: str) -> Path:
         return path
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def write_config(run_dir: Path, config: dict) -> None:
-    """Writes `config.toml` and its checksum (`run.json`), each atomically; the checksum is
-    written first, naming both the new and the previous config, so that a crash between the two
-    leaves a pair that verifies."""
-    data = tomli_w.dumps(config).encode()
-    config_path = Path(run_dir) / "config.toml"
-    manifest = {"config_sha256": _sha256(data)}
-    if config_path.is_file():
-        manifest["previous_config_sha256"] = _sha256(config_path.read_bytes())
-    atomic_write_bytes(Path(run_dir) / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
-    atomic_write_bytes(config_path, data)
+    """Writes `config.toml` atomically with its checksum in `run.json` (see
+    `sciml._atomic.checksummed_path`)."""
+    with checksummed_path(Path(run_dir) / "config.toml", Path(run_dir) / MANIFEST) as tmp:
+        tmp.write_bytes(tomli_w.dumps(config).encode())
 
 
 def verify_config(run_dir: Path) -> None:
     """Raises `ConfigError` if `run_dir/config.toml` differs from the config the run was
     started with (its checksum in `run.json`); runs written before `run.json` pass."""
     run_dir = Path(run_dir)
-    manifest_path = run_dir / MANIFEST
-    if not manifest_path.is_file():
-        return
     try:
-        manifest = json.loads(manifest_path.read_text())
-        accepted = {manifest["config_sha256"], manifest.get("previous_config_sha256")}
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        matches = checksum_matches(run_dir / "config.toml", run_dir / MANIFEST)
+    except ValueError:
         raise ConfigError(
-            f"'{manifest_path}' is damaged (not a run record); the run's config cannot be verified"
+            f"'{run_dir / MANIFEST}' is damaged (not a run record); the run's config cannot be "
+            "verified"
         ) from None
-    if _sha256((run_dir / "config.toml").read_bytes()) not in accepted:
+    if matches is False:
         raise ConfigError(
             f"'{run_dir / 'config.toml'}' was changed or damaged since the run started (its "
             f"sha256 differs from the one in {MANIFEST}); restore it: a run continues with "

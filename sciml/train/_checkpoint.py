@@ -14,7 +14,13 @@ import jax
 import jax.tree_util as jtu
 from jaxtyping import PyTree
 
-from .._atomic import atomic_path, atomic_write_bytes
+from .._atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    checksum_matches,
+    checksummed_path,
+    file_sha256,
+)
 
 _NAME = re.compile(r"^ckpt_(\d{8,})\.json$")
 _FORMAT_VERSION = 1
@@ -32,14 +38,6 @@ def _is_typed_key(x: Any) -> bool:
 
 def _unwrap_keys(tree: PyTree) -> PyTree:
     return jtu.tree_map(lambda x: jax.random.key_data(x) if _is_typed_key(x) else x, tree)
-
-
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _checkpoints(directory: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
@@ -108,7 +106,7 @@ def save_checkpoint(
     json_path.unlink(missing_ok=True)
     with atomic_path(eqx_path) as tmp:
         eqx.tree_serialise_leaves(tmp, _unwrap_keys(state))
-        checksum = _sha256(tmp)
+        checksum = file_sha256(tmp)
     record = {
         "format_version": _FORMAT_VERSION,
         "step": step,
@@ -179,7 +177,7 @@ def restore_checkpoint(
         raise CorruptCheckpointError(
             f"Checkpoint sidecar `{json_path}` is not valid JSON."
         ) from None
-    actual = _sha256(eqx_path)
+    actual = file_sha256(eqx_path)
     if actual != expected:
         raise CorruptCheckpointError(
             f"Checkpoint `{eqx_path}` is corrupted: its sha256 {actual} does not match "
@@ -267,12 +265,8 @@ def save_model_file(path: str | os.PathLike, model: PyTree) -> None:
     loadable by `eqx.tree_deserialise_leaves` alone.
     """
     path = pathlib.Path(path)
-    with atomic_path(path) as tmp:
+    with checksummed_path(path, _sidecar(path)) as tmp:
         eqx.tree_serialise_leaves(tmp, model)
-        checksum = _sha256(tmp)
-        previous = _sha256(path) if path.is_file() else None
-        record = {"file": path.name, "sha256": checksum, "previous_sha256": previous}
-        atomic_write_bytes(_sidecar(path), (json.dumps(record, indent=2) + "\n").encode())
 
 
 def remove_model_file(path: str | os.PathLike) -> None:
@@ -298,19 +292,16 @@ def load_model_file(path: str | os.PathLike, like: PyTree) -> PyTree:
     if not path.is_file():
         raise FileNotFoundError(f"`{path}` does not exist")
     try:
-        record = json.loads(sidecar.read_text())
-        accepted = {record["sha256"], record.get("previous_sha256")} - {None}
-    except FileNotFoundError:
-        # Written before models had checksums: readable, not verifiable.
+        matches = checksum_matches(path, sidecar)
+    except ValueError as e:
+        raise CorruptCheckpointError(str(e)) from None
+    if matches is None:  # written before models had checksums: readable, not verifiable
         warnings.warn(
             f"`{path}` has no checksum file `{sidecar.name}`; it is read unverified",
             RuntimeWarning,
             stacklevel=2,
         )
-        accepted = None
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise CorruptCheckpointError(f"`{sidecar}` is damaged (not a checksum record)") from None
-    if accepted is not None and _sha256(path) not in accepted:
+    elif not matches:
         raise CorruptCheckpointError(
             f"`{path}` is corrupted: its sha256 does not match the one recorded in `{sidecar.name}`"
         )
