@@ -3,7 +3,7 @@
 A page asks for generated content with an HTML comment on a line of its own:
 
 - `<!-- sciml:config-keys SCHEMA -->` (or `PINN_SCHEMA`): a table of every key of that schema
-  in `sciml/_config.py`, with its type, default, allowed values and description.
+  in `sciml/_app/config.py`, with its type, default, allowed values and description.
 - `<!-- sciml:cli-help run -->` (or `data`, `eval`): the `--help` text of that subcommand of
   the `sciml` command line.
 """
@@ -65,11 +65,11 @@ def _rows(schema: dict, required: object, prefix: str = ""):
 
 
 def config_table(name: str) -> str:
-    from sciml import _config
+    from sciml._app import config as _config
 
     schema = getattr(_config, name, None)
     if not isinstance(schema, dict):
-        raise ValueError(f"docs: `sciml._config.{name}` is not a config schema.")
+        raise ValueError(f"docs: `sciml._app.config.{name}` is not a config schema.")
     lines = [
         "| key | type | default | allowed | description |",
         "| --- | --- | --- | --- | --- |",
@@ -81,7 +81,7 @@ def config_table(name: str) -> str:
 def cli_help(command: str) -> str:
     import argparse
 
-    from sciml import _cli
+    from sciml._app import cli as _cli
 
     parser = _cli._parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -2,7 +2,7 @@
 
 A name that starts with an underscore belongs to its own subpackage (`sciml.train`,
 `sciml.pinn`, ...). What several share lives in a private module under a public name
-(`sciml.train._lifecycle.open_run`, `sciml._dtypes.check_floating_dtype`), as Equinox and
+(`sciml.train._lifecycle.open_run`, `sciml._validate.check_floating_dtype`), as Equinox and
 Diffrax do, so that a reader sees at the import what is meant to be used from outside.
 """
 
@@ -57,3 +57,97 @@ def test_no_private_name_is_imported_across_subpackages():
         if _room(module) != _room(target)
     ]
     assert across == []
+
+
+def _imports() -> dict[str, set[str]]:
+    """Every module's imports of other sciml modules, at module level or inside functions: the
+    module a `from X import name` reads, and `X.name` where that is a module."""
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+            package = parts
+        else:
+            package = parts[:-1]
+        modules[".".join(parts)] = (path, package)
+
+    def typing_only(tree):
+        # `if TYPE_CHECKING:` blocks run for type checkers only.
+        return {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
+            for inner in ast.walk(node)
+        }
+
+    graph = {}
+    for module, (path, package) in modules.items():
+        targets = set()
+        tree = ast.parse(path.read_text())
+        skipped = typing_only(tree)
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = list(package[: len(package) - node.level + 1])
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                names = [f"{target}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                target, names = "", [alias.name for alias in node.names]
+            else:
+                continue
+            submodules = [name for name in names if name in modules]
+            # `from package import submodule` reads the submodule, not the package's names.
+            for name in submodules or [target]:
+                if name in modules and name != module:
+                    targets.add(name)
+        graph[module] = targets
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_search_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycles():
+    """No module imports, directly or through others, a module that imports it back: neither
+    at module level nor inside functions (a deferred import hides a cycle, it does not
+    remove it). A package's `__init__` counts as the package."""
+    graph = _imports()
+    assert "sciml._app.config" in graph["sciml._app.cli"]
+    assert _cycles(graph) == []

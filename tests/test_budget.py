@@ -1,7 +1,6 @@
-"""Size budgets (`sciml._budget`): absurd sizes are refused before anything is allocated, in one
+"""Size budgets (`sciml._app.budget`): absurd sizes are refused before anything is allocated, in one
 line naming the key that contributes most; the repository's own configs are not."""
 
-import inspect
 import math
 import time
 import tracemalloc
@@ -11,8 +10,8 @@ from pathlib import Path
 import jax
 import pytest
 
-from sciml import _budget
-from sciml._budget import (
+from sciml._app import budget as _budget
+from sciml._app.budget import (
     INDEX_LIMIT,
     check_data_budget,
     check_run_budget,
@@ -20,7 +19,7 @@ from sciml._budget import (
     estimate_run,
     format_bytes,
 )
-from sciml._config import ConfigError, load_config
+from sciml._app.config import ConfigError, load_config
 
 REPO = Path(__file__).parent.parent
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.toml"))
@@ -236,7 +235,7 @@ def test_a_check_takes_milliseconds_and_allocates_nothing():
     ids=lambda p: p.stem,
 )
 def test_operator_parameter_counts_within_a_factor_2(path):
-    from sciml._experiment import build_model, count_params
+    from sciml._app.operator_run import build_model, count_params
 
     config = load_config(path)
     sizes, _, channels, _ = _budget._operator_model(config)
@@ -250,7 +249,7 @@ def test_pinn_parameter_counts_within_a_factor_2(model, overrides):
     import equinox as eqx
 
     from sciml import pinn
-    from sciml._pinn_experiment import build_model
+    from sciml._app.pinn_run import build_model
 
     config = load_config(
         REPO / "experiments" / "pinn_poisson.toml", [f"model.name={model}", *overrides]
@@ -262,42 +261,8 @@ def test_pinn_parameter_counts_within_a_factor_2(model, overrides):
     assert 0.5 < estimated / actual < 2, (estimated, actual)
 
 
-def test_the_tables_match_the_code():
-    from sciml.data import _antiderivative, _burgers, _navier_stokes, _recipes
-    from sciml.pinn import benchmarks
-
-    def default(function, name):
-        return inspect.signature(function).parameters[name].default
-
-    generators = {
-        "darcy": _recipes.generate_darcy,
-        "burgers": _burgers.generate_burgers,
-        "navier_stokes": _navier_stokes.generate_navier_stokes,
-        "antiderivative": _antiderivative.generate_antiderivative,
-    }
-    for recipe, function in generators.items():
-        assert _budget.GENERATION_CHUNK[recipe] == default(function, "chunk_size")
-    generate = _navier_stokes.generate_navier_stokes
-    assert _budget.NAVIER_STOKES_SOLVE_RESOLUTION == default(generate, "solve_resolution")
-    assert _budget.NAVIER_STOKES_RECORD_STEPS == default(generate, "record_steps")
-    for name, (resolution, times) in _budget.PINN_REFERENCE.items():
-        factory = benchmarks.BENCHMARKS[name]
-        assert (default(factory, "resolution"), default(factory, "num_times")) == (
-            resolution,
-            times,
-        )
-    cheap = {"nonlinear_diffusion": {"resolution": 2}, "allen_cahn": {"resolution": 4}}
-    for name, (dim, _) in _budget.PINN_PROBLEMS.items():
-        if name in cheap:
-            problem = benchmarks.BENCHMARKS[name](**cheap[name], num_times=2)
-        else:
-            problem = benchmarks.BENCHMARKS[name]()
-        assert problem.domain.dim == dim, name
-    assert set(_budget.PINN_PROBLEMS) == set(benchmarks.BENCHMARKS)
-
-
 def test_size_keys_are_config_keys():
-    from sciml._config import PINN_SCHEMA, SCHEMA
+    from sciml._app.config import PINN_SCHEMA, SCHEMA
 
     for keys, schema in (
         (_budget.OPERATOR_SIZE_KEYS, SCHEMA),

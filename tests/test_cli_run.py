@@ -123,9 +123,9 @@ def test_eval_needs_no_training_file(tmp_path, monkeypatch, capsys):
     import jax
     import tomli_w
 
-    from sciml._cli import main
-    from sciml._config import load_config
-    from sciml._experiment import build_normalized_model
+    from sciml._app.cli import main
+    from sciml._app.config import load_config
+    from sciml._app.operator_run import build_normalized_model
     from sciml.train import save_model_file
 
     monkeypatch.chdir(tmp_path)

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from sciml._cli import main
-from sciml._config import SCHEMA, ConfigError, apply_overrides, load_config, validate_config
+from sciml._app.cli import main
+from sciml._app.config import SCHEMA, ConfigError, apply_overrides, load_config, validate_config
 
 
 def test_defaults_fill_in():

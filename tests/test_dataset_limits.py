@@ -221,10 +221,10 @@ def full(self, *args, **kwargs):
             os.close(device)
 
 h5py.File.__init__ = full
-from sciml._cli import main
+from sciml._app.cli import main
 sys.exit(main(sys.argv[1:]))
 """
-_CLI = "import sys; from sciml._cli import main; sys.exit(main(sys.argv[1:]))"
+_CLI = "import sys; from sciml._app.cli import main; sys.exit(main(sys.argv[1:]))"
 DATA = ["data", "darcy", "--n", "20", "--resolution", "16", "--solve-resolution", "16"]
 
 

@@ -82,7 +82,7 @@ def test_api_pages_document_the_public_names(site, page, names):
 
 
 def test_config_keys_come_from_the_schema(site):
-    from sciml._config import PINN_SCHEMA, SCHEMA
+    from sciml._app.config import PINN_SCHEMA, SCHEMA
 
     html = _page(site, "guide/configs")
     assert "sciml:config-keys" not in html and "sciml:cli-help" not in html

@@ -218,8 +218,8 @@ def test_a_torn_last_metrics_line_is_dropped_and_an_earlier_one_is_an_error(tmp_
 def test_a_cached_dataset_is_generated_once_and_a_killed_generation_leaves_nothing(tmp_path):
     import threading
 
-    from sciml._config import validate_config
-    from sciml._experiment import dataset_path, obtain_dataset
+    from sciml._app.config import validate_config
+    from sciml._app.datasets import dataset_path, obtain_dataset
 
     config = validate_config(
         {

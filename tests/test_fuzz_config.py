@@ -23,10 +23,9 @@ import tomli_w
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sciml._cli import main
-from sciml._config import (
+from sciml._app.cli import main
+from sciml._app.config import (
     PINN_SCHEMA,
-    PINN_TERMS,
     SCHEMA,
     ConfigError,
     Option,
@@ -34,6 +33,7 @@ from sciml._config import (
     load_config,
     validate_config,
 )
+from sciml._catalogue import PINN_BENCHMARKS
 
 REPO = Path(__file__).parent.parent
 SAMPLES = [p.read_bytes() for p in sorted((REPO / "experiments").glob("*.toml"))]
@@ -498,7 +498,7 @@ def test_cli_refuses_malformed_configs_with_one_line_and_writes_nothing(case):
         os.chdir(d)
         try:
             with (
-                mock.patch("sciml._cli._run_and_report", side_effect=started),
+                mock.patch("sciml._app.cli._run_and_report", side_effect=started),
                 contextlib.redirect_stderr(stderr),
                 contextlib.redirect_stdout(stdout),
             ):
@@ -622,10 +622,11 @@ _SIZE_BASES = [
     ("navier_stokes_mgno", [], {**_NAVIER_STOKES, **_MGNO}),
     ("navier_stokes_deeponet", [], {**_NAVIER_STOKES, **_DEEPONET}),
 ]
-for _problem, _terms in PINN_TERMS.items():
+for _problem, _benchmark in PINN_BENCHMARKS.items():
+    _terms = _benchmark.terms
     _stem = {"poisson_2d": "poisson", "helmholtz_2d": "helmholtz"}.get(_problem, _problem)
     _points = {f"train.num_{term}": _WIDE for term in _terms}
-    if _problem in ("nonlinear_diffusion", "allen_cahn"):
+    if _benchmark.reference is not None:
         _points["problem.reference_resolution"] = 10**7
     _SIZE_BASES.append((f"pinn_{_stem}", ["model.name='pig'"], {**_points, **_PIG}))
     _SIZE_BASES.append((f"pinn_{_stem}", ["model.name='mlp'"], {**_points, **_MLP}))
@@ -667,9 +668,10 @@ def extreme_sizes(draw):
 
 _BUDGET_WORKER = """
 import json, sys, time
-from sciml._budget import check_run_budget
-from sciml._config import ConfigError, load_config
-import sciml._experiment, sciml.data._generate  # what any run imports, whatever its sizes
+from sciml._app.budget import check_run_budget
+from sciml._app.config import ConfigError, load_config
+# what any run imports, whatever its sizes
+import sciml._app.experiment, sciml._app.operator_run, sciml.data._generate
 
 for line in sys.stdin:
     path, overrides = json.loads(line)

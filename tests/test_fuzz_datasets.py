@@ -31,8 +31,8 @@ import tomli_w
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sciml._cli import main
-from sciml._config import validate_config
+from sciml._app.cli import main
+from sciml._app.config import validate_config
 from sciml.data import Dataset, DatasetError, load_dataset, make_dataset, open_dataset
 from sciml.data._io import write_dataset
 

@@ -328,7 +328,7 @@ def test_solve_rollback_recovers_from_divergence(tmp_path):
 
 
 def test_cli_run_reports_an_overflow_in_one_line_with_exit_status_1(tmp_path, monkeypatch, capsys):
-    from sciml._cli import main
+    from sciml._app.cli import main
 
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)

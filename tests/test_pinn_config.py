@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sciml._config import ConfigError, load_config, validate_config
+from sciml._app.config import ConfigError, load_config, validate_config
 
 REPO = Path(__file__).parent.parent
 CONFIGS = sorted((REPO / "experiments").glob("pinn_*.toml"))
@@ -109,7 +109,7 @@ def test_pinn_run_rejects_bad_override(tmp_path):
     ],
 )
 def test_absurd_pinn_sizes_are_refused_naming_the_key(override, key, fragment):
-    from sciml._budget import check_run_budget
+    from sciml._app.budget import check_run_budget
 
     model = "mlp" if key.startswith("model.mlp") else "pig"
     config = load_config(
@@ -125,7 +125,7 @@ def test_absurd_pinn_sizes_are_refused_naming_the_key(override, key, fragment):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_benchmark_configs_fit_a_24_gb_machine(path):
-    from sciml._budget import check_run_budget
+    from sciml._app.budget import check_run_budget
 
     for model in ("pig", "mlp"):
         check_run_budget(load_config(path, [f"model.name={model}"]), memory_bytes=24 * 10**9)

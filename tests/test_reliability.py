@@ -27,10 +27,10 @@ import optax
 import pytest
 
 from sciml import _signals, train
+from sciml._app.cli import main
+from sciml._app.config import load_config
+from sciml._app.rundir import new_run_dir
 from sciml._atomic import RunLock, StorageError, append_line
-from sciml._cli import main
-from sciml._config import load_config
-from sciml._run import new_run_dir
 
 REPO = Path(__file__).parent.parent
 QUICKSTART = REPO / "experiments" / "quickstart.toml"
@@ -260,8 +260,8 @@ def test_fit_refuses_a_symlinked_lock_or_metrics_file(tmp_path):
 def eval_run(tmp_path_factory):
     """A run directory as `sciml run` leaves it, with an untrained model (eval only needs its
     structure); evaluated once intact to fill the data cache."""
-    from sciml._experiment import build_normalized_model
-    from sciml._run import write_config
+    from sciml._app.operator_run import build_normalized_model
+    from sciml._app.rundir import write_config
 
     root = tmp_path_factory.mktemp("eval")
     config = load_config(QUICKSTART, [*TINY, f'data.cache_dir="{root / "data"}"'])
@@ -333,7 +333,7 @@ def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path):
         barrier.wait()
         made.append(new_run_dir(tmp_path, "run"))
 
-    with mock.patch("sciml._run.time.strftime", return_value="20261207-080000"):
+    with mock.patch("sciml._app.rundir.time.strftime", return_value="20261207-080000"):
         threads = [threading.Thread(target=start) for _ in range(8)]
         for t in threads:
             t.start()
@@ -343,7 +343,7 @@ def test_runs_started_in_the_same_second_get_their_own_directories(tmp_path):
 
 
 def test_a_run_directory_is_locked_before_its_config_is_written(tmp_path):
-    from sciml._experiment import run_experiment
+    from sciml._app.experiment import run_experiment
 
     run = tmp_path / "run"
     run.mkdir()
@@ -433,7 +433,7 @@ def test_sciml_run_out_of_disk_space_says_so_in_one_line(tmp_path):
 def test_a_truncated_config_toml_is_named_on_resume(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    from sciml._run import write_config
+    from sciml._app.rundir import write_config
 
     write_config(run, load_config(QUICKSTART, TINY))
     text = (run / "config.toml").read_text()
@@ -480,7 +480,7 @@ def test_an_edited_metrics_file_is_refused_on_resume(tmp_path):
 
 
 def test_resume_refuses_an_edited_config_and_overrides_that_change_the_run(tmp_path, capsys):
-    from sciml._run import write_config
+    from sciml._app.rundir import write_config
 
     run = tmp_path / "run"
     run.mkdir()
@@ -496,7 +496,7 @@ def test_resume_refuses_an_edited_config_and_overrides_that_change_the_run(tmp_p
 
 
 def test_a_cached_dataset_that_does_not_match_the_config_is_refused(tmp_path):
-    from sciml._experiment import dataset_path, obtain_dataset
+    from sciml._app.datasets import dataset_path, obtain_dataset
     from sciml.data import DatasetError, make_dataset
 
     config = load_config(QUICKSTART, [*TINY, f'data.cache_dir="{tmp_path}"'])
@@ -511,7 +511,7 @@ def test_a_cached_dataset_that_does_not_match_the_config_is_refused(tmp_path):
 
 
 def test_warnings_of_a_command_are_one_line():
-    from sciml._cli import _one_line_warnings
+    from sciml._app.cli import _one_line_warnings
 
     message = "fit: non-finite loss at step 3;\n rolled back"
     with _one_line_warnings():
@@ -547,8 +547,8 @@ def test_absurd_sizes_are_refused_before_anything_is_written(
 
 
 def test_allow_large_lets_a_merely_large_run_through_the_check():
-    from sciml._budget import check_run_budget
-    from sciml._config import ConfigError
+    from sciml._app.budget import check_run_budget
+    from sciml._app.config import ConfigError
 
     config = load_config(QUICKSTART, ["model.projection_channels=1000000"])
     with pytest.raises(ConfigError, match="--allow-large"):

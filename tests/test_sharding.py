@@ -81,8 +81,8 @@ def test_eight_devices_match_one(eight_devices):
 
 
 def test_devices_config_key(tmp_path):
-    from sciml._cli import main
-    from sciml._config import ConfigError, validate_config
+    from sciml._app.cli import main
+    from sciml._app.config import ConfigError, validate_config
 
     for value, message in [
         (0, "'train.devices' = 0 is invalid: allowed: 'all' or an integer"),
@@ -97,7 +97,7 @@ def test_devices_config_key(tmp_path):
                  f"train.devices={n + 1}"])  # fmt: skip
     assert code == 2 and not any(tmp_path.iterdir())
     # The key reaches `fit` / `solve` as a mesh; 1 (the default) keeps the plain path.
-    from sciml._experiment import build_mesh
+    from sciml._app.experiment import build_mesh
 
     assert build_mesh(validate_config({"train": {"devices": 1}})) is None
     mesh = build_mesh(validate_config({"train": {"devices": "all", "batch_size": n}}))
@@ -176,6 +176,7 @@ def test_shard_batch_replicates_what_does_not_divide():
     assert replicate(np.ones(3), mesh).sharding.is_fully_replicated
 
 
+@pytest.mark.untyped
 def test_bad_mesh_arguments():
     n = len(jax.devices())
     with pytest.raises(ValueError, match=rf"`num_devices` = {n + 1} exceeds the {n} available"):

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from sciml._experiment import obtain_dataset, task_arrays
+from sciml._app.datasets import obtain_dataset, task_arrays
 from sciml.data import (
     DatasetError,
     OnDiskArray,
@@ -329,7 +329,7 @@ _RUN_SCRIPT = """
 import json, sys
 from pathlib import Path
 import sciml.data
-from sciml._cli import main
+from sciml._app.cli import main
 
 opened = []
 open_dataset = sciml.data.open_dataset

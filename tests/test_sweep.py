@@ -11,10 +11,10 @@ import jax
 import numpy as np
 import pytest
 
-from sciml import _experiment
-from sciml._cli import main
-from sciml._config import load_config
-from sciml._sweep import (
+from sciml._app import experiment as _experiment
+from sciml._app.cli import main
+from sciml._app.config import load_config
+from sciml._app.sweep import (
     Run,
     Sweep,
     SweepError,

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._validate import ArgumentError
 from ._recipes import _check_dtype, _check_int
 
 ANTIDERIVATIVE_LENGTH_SCALE = 0.2
@@ -54,9 +55,10 @@ def _check_length_scale(length_scale) -> float:
         or not math.isfinite(length_scale)
         or not 1e-3 <= length_scale
     ):
-        raise ValueError(
+        raise ArgumentError(
             f"`length_scale` must be a finite number >= 1e-3 (the Gaussian process's length "
-            f"scale on [0, 1]), got {length_scale!r}."
+            f"scale on [0, 1]), got {length_scale!r}.",
+            argument="length_scale",
         )
     return float(length_scale)
 
@@ -135,9 +137,10 @@ def sample_gp_antiderivative(
     """
     points = jnp.asarray(points)
     if points.ndim != 1 or not jnp.issubdtype(points.dtype, jnp.floating):
-        raise ValueError(
+        raise ArgumentError(
             "`points` must be a 1-D floating array of points in [0, 1], got shape "
-            f"{points.shape} and dtype {points.dtype}."
+            f"{points.shape} and dtype {points.dtype}.",
+            argument="points",
         )
     spectrum = gp_spectrum(length_scale)
     z = jax.random.normal(key, (2 * spectrum["num_modes"] + 1,), points.dtype)
@@ -286,3 +289,12 @@ def antiderivative_recipe_info(
         "keys": "sample i uses jax.random.split(key, n)[i]",
         "stored_dtype": "float32",
     }
+
+
+def antiderivative_generation_cost(chunk: int, resolution: int, options: dict) -> tuple[int, int]:
+    """The floats held while `chunk` samples of the antiderivative recipe are generated: the
+    phases, sines and cosines of every mode at every point (at most a few thousand modes:
+    length scales are >= 1e-3). Arithmetic only, for the size budget
+    (`sciml._catalogue.Recipe.coster`); there is no separate solve grid."""
+    modes = gp_spectrum(options.get("length_scale") or ANTIDERIVATIVE_LENGTH_SCALE)["num_modes"]
+    return resolution, 4 * chunk * resolution * (2 * modes + 1)

@@ -20,6 +20,7 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._validate import ArgumentError
 from ._grf import grf
 from ._recipes import _check_dtype, _check_int
 
@@ -133,7 +134,7 @@ class ETDRK4(diffrax.AbstractSolver):
         linear = np.asarray(linear, dtype=np.float64)
         dt = float(dt)
         if not dt > 0:
-            raise ValueError(f"`ETDRK4` needs a step `dt` > 0, got {dt!r}.")
+            raise ArgumentError(f"`ETDRK4` needs a step `dt` > 0, got {dt!r}.", argument="dt")
         if dtype is None:
             dtype = jnp.result_type(float)
         coefficients = etdrk4_coefficients(linear, dt, num_points)
@@ -194,21 +195,25 @@ def _is_real_number(x) -> bool:
 
 def _check_float(name, value, *, positive=False, nonnegative=False):
     if not _is_real_number(value):
-        raise ValueError(
+        raise ArgumentError(
             f"`{name}` must be a concrete real number (it sets up the solver on the host; "
-            f"mark it static under `jax.jit`), got {value!r}."
+            f"mark it static under `jax.jit`), got {value!r}.",
+            argument=name,
         )
     value = float(value)
     if not math.isfinite(value) or (positive and value <= 0) or (nonnegative and value < 0):
         allowed = "> 0" if positive else ">= 0"
-        raise ValueError(f"`{name}` must be a finite number {allowed}, got {value!r}.")
+        raise ArgumentError(
+            f"`{name}` must be a finite number {allowed}, got {value!r}.", argument=name
+        )
     return value
 
 
 def _num_steps(t_final, dt, num_steps, default_dt=DEFAULT_DT):
     if dt is not None and num_steps is not None:
-        raise ValueError(
-            f"Give at most one of `dt` and `num_steps`, got dt={dt!r} and num_steps={num_steps!r}."
+        raise ArgumentError(
+            f"Give at most one of `dt` and `num_steps`, got dt={dt!r} and num_steps={num_steps!r}.",
+            argument="dt",
         )
     if num_steps is not None:
         return _check_int("num_steps", num_steps)
@@ -221,22 +226,27 @@ def _check_ts(ts, t_final, num_steps):
     try:
         ts = np.asarray(ts, dtype=np.float64)
     except (TypeError, ValueError, jax.errors.TracerArrayConversionError):
-        raise ValueError(
-            f"`ts` must be None or a concrete 1-D sequence of times, got {ts!r}."
+        raise ArgumentError(
+            f"`ts` must be None or a concrete 1-D sequence of times, got {ts!r}.", argument="ts"
         ) from None
     if ts.ndim != 1 or ts.size == 0:
-        raise ValueError(f"`ts` must be None or a non-empty 1-D sequence, got shape {ts.shape}.")
+        raise ArgumentError(
+            f"`ts` must be None or a non-empty 1-D sequence, got shape {ts.shape}.", argument="ts"
+        )
     if not np.all(np.isfinite(ts)) or np.any(ts < 0) or np.any(ts > t_final * (1 + 1e-12)):
-        raise ValueError(f"`ts` must lie in [0, t_final] = [0, {t_final}], got {ts}.")
+        raise ArgumentError(
+            f"`ts` must lie in [0, t_final] = [0, {t_final}], got {ts}.", argument="ts"
+        )
     if np.any(np.diff(ts) < 0):
-        raise ValueError(f"`ts` must be non-decreasing, got {ts}.")
+        raise ArgumentError(f"`ts` must be non-decreasing, got {ts}.", argument="ts")
     h = t_final / num_steps if num_steps else 0.0
     index = np.rint(ts / h).astype(int) if h else np.zeros(ts.shape, int)
     if h and np.any(np.abs(ts - index * h) > 1e-9 * max(t_final, 1.0)):
-        raise ValueError(
+        raise ArgumentError(
             f"`ts` must lie on the step grid t_final * i / num_steps = {t_final} * i / "
             f"{num_steps}; choose `num_steps` (or `dt`) so that every saved time is a step "
-            f"(e.g. num_steps a multiple of the number of equal intervals), got {ts}."
+            f"(e.g. num_steps a multiple of the number of equal intervals), got {ts}.",
+            argument="ts",
         )
     return tuple(int(i) for i in index)
 
@@ -245,15 +255,21 @@ def _check_u0(u0):
     if not hasattr(u0, "shape") or not hasattr(u0, "dtype"):
         u0 = jnp.asarray(u0)
     if u0.ndim != 1:
-        raise ValueError(f"`u0` must be a 1-D array of grid values, got shape {u0.shape}.")
+        raise ArgumentError(
+            f"`u0` must be a 1-D array of grid values, got shape {u0.shape}.", argument="u0"
+        )
     s = u0.shape[0]
     if s < 4 or s % 2:
-        raise ValueError(f"`u0` must have an even number of points >= 4, got {s}.")
+        raise ArgumentError(
+            f"`u0` must have an even number of points >= 4, got {s}.", argument="u0"
+        )
     dtype = u0.dtype
     if jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.bool_):
         dtype = jnp.result_type(float)
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"`u0` must be real float32 or float64, got dtype {u0.dtype}.")
+        raise ArgumentError(
+            f"`u0` must be real float32 or float64, got dtype {u0.dtype}.", argument="u0"
+        )
     return jnp.asarray(u0, dtype)
 
 
@@ -415,11 +431,14 @@ def burgers_resolutions(resolution: int, solve_resolution: int = BURGERS_SOLVE_R
     resolution = _check_int("resolution", resolution, minimum=2)
     solve_resolution = _check_int("solve_resolution", solve_resolution, minimum=4)
     if solve_resolution % 2:
-        raise ValueError(f"`solve_resolution` must be even, got {solve_resolution}.")
+        raise ArgumentError(
+            f"`solve_resolution` must be even, got {solve_resolution}.", argument="solve_resolution"
+        )
     if solve_resolution % resolution:
-        raise ValueError(
+        raise ArgumentError(
             f"`resolution` must divide `solve_resolution` = {solve_resolution} (the samples are "
-            f"every r-th point of the solve grid), got {resolution}."
+            f"every r-th point of the solve grid), got {resolution}.",
+            argument="resolution",
         )
     return solve_resolution, solve_resolution // resolution
 
@@ -626,3 +645,11 @@ def burgers_recipe_info(
         "stored_dtype": "float32",
         "layout": "inputs u0 and outputs u(t_final), each (n, 1, resolution), channels first",
     }
+
+
+def burgers_generation_cost(chunk: int, resolution: int, options: dict) -> tuple[int, int]:
+    """The solve grid of the Burgers recipe and the floats held while `chunk` samples are
+    generated: ~20 solve per sample (the ETDRK4 stages). Arithmetic only, for the size budget
+    (`sciml._catalogue.Recipe.coster`)."""
+    solve = max(options.get("solve_resolution") or BURGERS_SOLVE_RESOLUTION, resolution)
+    return solve, 20 * chunk * solve

@@ -9,6 +9,7 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from .._validate import ArgumentError
 from ._grf import dst1
 
 
@@ -52,17 +53,19 @@ def _make_preconditioner(n: int, h: float, abar, dtype):
 def _check_inputs(a, f):
     a = jnp.asarray(a)
     if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 3:
-        raise ValueError(
+        raise ArgumentError(
             f"`a` must be a square 2-D array of node values of size at least 3 x 3, "
-            f"got shape {a.shape}."
+            f"got shape {a.shape}.",
+            argument="a",
         )
     dtype = jnp.result_type(a, f)
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
     f = jnp.asarray(f, dtype)
     if f.ndim != 0 and f.shape != a.shape:
-        raise ValueError(
-            f"`f` must be a scalar or have the shape of `a` {a.shape}, got shape {f.shape}."
+        raise ArgumentError(
+            f"`f` must be a scalar or have the shape of `a` {a.shape}, got shape {f.shape}.",
+            argument="f",
         )
     return a.astype(dtype), f, dtype
 

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._validate import ArgumentError
+
 BOUNDARIES = ("periodic", "dirichlet", "neumann")
 
 
@@ -114,33 +116,44 @@ def _check_args(shape, alpha, tau, sigma, boundary, dtype):
     try:
         shape = tuple(int(n) for n in shape)
     except TypeError:
-        raise ValueError(f"`shape` must be a tuple of ints, got {shape!r}.") from None
+        raise ArgumentError(
+            f"`shape` must be a tuple of ints, got {shape!r}.", argument="shape"
+        ) from None
     if len(shape) == 0 or any(n < 2 for n in shape):
-        raise ValueError(f"`shape` must have at least one axis and every size >= 2, got {shape!r}.")
+        raise ArgumentError(
+            f"`shape` must have at least one axis and every size >= 2, got {shape!r}.",
+            argument="shape",
+        )
     if boundary not in BOUNDARIES:
-        raise ValueError(f"`boundary` must be one of {BOUNDARIES}, got {boundary!r}.")
+        raise ArgumentError(
+            f"`boundary` must be one of {BOUNDARIES}, got {boundary!r}.", argument="boundary"
+        )
     if boundary == "dirichlet" and any(n < 3 for n in shape):
-        raise ValueError(
+        raise ArgumentError(
             f"`shape` must have every size >= 3 for boundary='dirichlet' (two boundary nodes "
-            f"plus at least one interior node), got {shape!r}."
+            f"plus at least one interior node), got {shape!r}.",
+            argument="shape",
         )
     if _is_concrete_number(alpha) and not alpha > 0:
-        raise ValueError(f"`alpha` must be > 0, got {alpha!r}.")
+        raise ArgumentError(f"`alpha` must be > 0, got {alpha!r}.", argument="alpha")
     if _is_concrete_number(tau) and not tau >= 0:
-        raise ValueError(f"`tau` must be >= 0, got {tau!r}.")
+        raise ArgumentError(f"`tau` must be >= 0, got {tau!r}.", argument="tau")
     if sigma is None:
         if _is_concrete_number(tau) and tau == 0:
-            raise ValueError(
+            raise ArgumentError(
                 "`sigma` must be given when `tau` = 0 (the default sigma = "
-                "tau**(alpha - d/2) would be 0)."
+                "tau**(alpha - d/2) would be 0).",
+                argument="sigma",
             )
         sigma = tau ** (0.5 * (2 * alpha - len(shape)))
     elif _is_concrete_number(sigma) and not sigma >= 0:
-        raise ValueError(f"`sigma` must be >= 0 or None, got {sigma!r}.")
+        raise ArgumentError(f"`sigma` must be >= 0 or None, got {sigma!r}.", argument="sigma")
     if dtype is None:
         dtype = jnp.result_type(float)
     elif not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"`dtype` must be a real floating dtype or None, got {dtype!r}.")
+        raise ArgumentError(
+            f"`dtype` must be a real floating dtype or None, got {dtype!r}.", argument="dtype"
+        )
     return shape, alpha, tau, sigma, dtype
 
 

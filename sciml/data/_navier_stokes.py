@@ -4,6 +4,7 @@ Navier-Stokes data set (Li et al., ICLR 2021, Section 5.3)."""
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import numbers
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._validate import ArgumentError
 from ._grf import grf
 from ._recipes import _check_dtype, _check_int
 
@@ -94,12 +96,13 @@ def _concrete_float(name, value, *, positive=True):
     try:
         value = float(value)
     except Exception:
-        raise ValueError(
+        raise ArgumentError(
             f"`{name}` must be a concrete Python number (it sets the number of steps), got "
-            f"{value!r}."
+            f"{value!r}.",
+            argument=name,
         ) from None
     if not math.isfinite(value) or (positive and value <= 0):
-        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
+        raise ArgumentError(f"`{name}` must be a finite number > 0, got {value!r}.", argument=name)
     return value
 
 
@@ -121,27 +124,33 @@ def _step_counts(t_final, dt, record_steps) -> int:
 def _check_solve_inputs(w0, nu, forcing, scheme):
     w0 = jnp.asarray(w0)
     if w0.ndim != 2 or w0.shape[0] != w0.shape[1] or w0.shape[0] < 4 or w0.shape[0] % 2:
-        raise ValueError(
-            f"`w0` must be a square (s, s) array with s even and >= 4, got shape {w0.shape}."
+        raise ArgumentError(
+            f"`w0` must be a square (s, s) array with s even and >= 4, got shape {w0.shape}.",
+            argument="w0",
         )
     dtype = w0.dtype if jnp.issubdtype(w0.dtype, jnp.floating) else jnp.result_type(float)
     if dtype not in (jnp.float32, jnp.float64):
-        raise ValueError(f"`w0` must be float32 or float64 (or integer), got dtype {dtype}.")
+        raise ArgumentError(
+            f"`w0` must be float32 or float64 (or integer), got dtype {dtype}.", argument="w0"
+        )
     if scheme not in SCHEMES:
-        raise ValueError(f"`scheme` must be one of {SCHEMES}, got {scheme!r}.")
+        raise ArgumentError(
+            f"`scheme` must be one of {SCHEMES}, got {scheme!r}.", argument="scheme"
+        )
     if isinstance(nu, numbers.Real) or (isinstance(nu, np.ndarray | np.generic) and nu.ndim == 0):
         if not (math.isfinite(float(nu)) and float(nu) >= 0):
-            raise ValueError(f"`nu` must be a finite number >= 0, got {nu!r}.")
+            raise ArgumentError(f"`nu` must be a finite number >= 0, got {nu!r}.", argument="nu")
     elif jnp.ndim(nu) != 0:
-        raise ValueError(f"`nu` must be a scalar, got shape {jnp.shape(nu)}.")
+        raise ArgumentError(f"`nu` must be a scalar, got shape {jnp.shape(nu)}.", argument="nu")
     if forcing is None or (isinstance(forcing, numbers.Real) and forcing == 0):
         forcing = None
     else:
         forcing = jnp.asarray(forcing)
         if forcing.ndim != 0 and forcing.shape != w0.shape:
-            raise ValueError(
+            raise ArgumentError(
                 f"`forcing` must be None, a scalar or an array of the shape of `w0` {w0.shape}, "
-                f"got shape {forcing.shape}."
+                f"got shape {forcing.shape}.",
+                argument="forcing",
             )
         forcing = jnp.broadcast_to(forcing.astype(dtype), w0.shape)
     return w0.astype(dtype), jnp.asarray(nu, dtype), forcing, dtype
@@ -324,10 +333,11 @@ def navier_stokes_resolutions(resolution: int, solve_resolution: int) -> tuple[i
         or solve_resolution % 2
         or solve_resolution % resolution
     ):
-        raise ValueError(
+        raise ArgumentError(
             f"`solve_resolution` must be an even int >= 4 and a multiple of resolution = "
             f"{resolution} (e.g. {4 * resolution if resolution % 2 else max(resolution, 4)}), "
-            f"got {solve_resolution!r}."
+            f"got {solve_resolution!r}.",
+            argument="solve_resolution",
         )
     solve_resolution = int(solve_resolution)
     return resolution, solve_resolution, solve_resolution // resolution
@@ -338,7 +348,9 @@ def _check_recipe_args(resolution, solve_resolution, nu, t_final, dt, record_ste
     nu = _concrete_float("nu", nu)
     inner = _step_counts(t_final, dt, record_steps)
     if scheme not in SCHEMES:
-        raise ValueError(f"`scheme` must be one of {SCHEMES}, got {scheme!r}.")
+        raise ArgumentError(
+            f"`scheme` must be one of {SCHEMES}, got {scheme!r}.", argument="scheme"
+        )
     dtype = _check_dtype(dtype)
     return resolution, solve_resolution, stride, nu, inner, dtype
 
@@ -594,3 +606,14 @@ def navier_stokes_recipe_info(
         "keys": "sample i uses jax.random.split(key, n)[i]",
         "stored_dtype": "float32",
     }
+
+
+def navier_stokes_generation_cost(chunk: int, resolution: int, options: dict) -> tuple[int, int]:
+    """The solve grid of the Navier-Stokes recipe and the floats held while `chunk` samples
+    are generated: ~12 solve^2 per sample solved at once, and the chunk's recorded frames.
+    Arithmetic only, for the size budget (`sciml._catalogue.Recipe.coster`)."""
+    defaults = inspect.signature(generate_navier_stokes).parameters
+    solve = options.get("solve_resolution") or defaults["solve_resolution"].default
+    solve = max(solve, resolution)
+    record = options.get("record_steps") or defaults["record_steps"].default
+    return solve, chunk * (12 * solve**2 + record * resolution**2)

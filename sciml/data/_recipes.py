@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._validate import ArgumentError
 from ._darcy import _default_rtol, darcy_solve
 from ._grf import grf
 
@@ -48,10 +49,11 @@ def darcy_resolutions(resolution: int, solve_resolution: int | None = None) -> t
         or solve_resolution < resolution
         or (solve_resolution - 1) % (resolution - 1) != 0
     ):
-        raise ValueError(
+        raise ArgumentError(
             f"`solve_resolution` must be None or an int with solve_resolution - 1 a multiple of "
             f"resolution - 1 = {resolution - 1} (e.g. {(resolution - 1) * 5 + 1}), "
-            f"got {solve_resolution!r}."
+            f"got {solve_resolution!r}.",
+            argument="solve_resolution",
         )
     solve_resolution = int(solve_resolution)
     return solve_resolution, (solve_resolution - 1) // (resolution - 1)
@@ -127,7 +129,7 @@ def _darcy_chunk(keys, resolution, solve_resolution, zero_mean, dtype, batched):
 def _check_int(name: str, value, minimum: int = 1) -> int:
     """`value` as an int, or a one-line error naming the argument: ints >= `minimum` only."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}.")
+        raise ArgumentError(f"`{name}` must be an int >= {minimum}, got {value!r}.", argument=name)
     return int(value)
 
 
@@ -137,11 +139,12 @@ def _check_dtype(dtype) -> str:
     except TypeError:
         dt = None
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"`dtype` must be float32 or float64, got {dtype!r}.")
+        raise ArgumentError(f"`dtype` must be float32 or float64, got {dtype!r}.", argument="dtype")
     if dt == np.float64 and not jax.config.read("jax_enable_x64"):
-        raise ValueError(
+        raise ArgumentError(
             "`dtype` float64 needs jax_enable_x64 (e.g. `jax.config.update('jax_enable_x64', "
-            "True)`), which is off."
+            "True)`), which is off.",
+            argument="dtype",
         )
     return dt.name
 
@@ -202,6 +205,15 @@ def generate_darcy(
     return chunks()
 
 
+def darcy_dataset_chunks(
+    key: PRNGKeyArray, n: int, resolution: int, **options: Any
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`generate_darcy` with a channel axis: `(a[:, None], u[:, None])` chunks, as dataset files
+    store them."""
+    for a, u in generate_darcy(key, n, resolution, **options):
+        yield a[:, None], u[:, None]
+
+
 def darcy_recipe_info(
     resolution: int,
     *,
@@ -254,3 +266,12 @@ def darcy_recipe_info(
         "keys": "sample i uses jax.random.split(key, n)[i]",
         "stored_dtype": "float32",
     }
+
+
+def darcy_generation_cost(chunk: int, resolution: int, options: dict) -> tuple[int, int]:
+    """The solve grid of the Darcy recipe and the floats held while `chunk` samples are
+    generated: ~10 solve^2 per sample (coefficient, CG vectors). Arithmetic only, for the
+    size budget (`sciml._catalogue.Recipe.coster`)."""
+    stride = max(1, math.ceil((DARCY_MIN_SOLVE_RESOLUTION - 1) / max(resolution - 1, 1)))
+    solve = options.get("solve_resolution") or (resolution - 1) * stride + 1
+    return solve, 10 * chunk * solve**2

@@ -6,7 +6,6 @@ Everything here is assembled from public pieces (`sciml.data`, `sciml.operators`
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
@@ -20,128 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import data as sdata
-from . import operators, train
-from ._atomic import RunLock, atomic_write_bytes, remove_temporaries
-from .data._generate import get_recipe
-
-ACTIVATIONS = {
-    "gelu": jax.nn.gelu,
-    "relu": jax.nn.relu,
-    "tanh": jnp.tanh,
-    "silu": jax.nn.silu,
-    "elu": jax.nn.elu,
-}
-
-
-def recipe_options(data_cfg: dict) -> dict[str, Any]:
-    """The recipe-specific options of a `[data]` table that differ from the recipe's defaults
-    (0 / false in a config means "the recipe's default")."""
-    from ._config import _RECIPE_KEYS
-
-    return {k: data_cfg[k] for k in _RECIPE_KEYS[data_cfg["recipe"]] if data_cfg[k]}
-
-
-def dataset_path(data_cfg: dict) -> Path:
-    """Where the dataset of a `[data]` table lives: the given path or a cache file name that
-    encodes every setting the data depend on."""
-    if data_cfg["path"]:
-        return Path(data_cfg["path"])
-    n = data_cfg["n_train"] + data_cfg["n_test"]
-    recipe, resolution, seed = data_cfg["recipe"], data_cfg["resolution"], data_cfg["seed"]
-    if recipe == "darcy":
-        solve = data_cfg["solve_resolution"] or "default"
-        mean = "_zeromean" if data_cfg["zero_mean"] else ""
-        name = f"darcy_s{resolution}_solve{solve}{mean}_n{n}_seed{seed}.h5"
-    else:
-        options = "".join(f"_{k}{v}" for k, v in sorted(recipe_options(data_cfg).items()))
-        name = f"{recipe}_s{resolution}{options}_n{n}_seed{seed}.h5"
-    return Path(data_cfg["cache_dir"]) / name
-
-
-def obtain_dataset(data_cfg: dict, *, progress: bool = True) -> sdata.Dataset:
-    """Loads the configured dataset, generating and caching it first if needed; with
-    `data.stream` its arrays stay on disk (`sciml.data.open_dataset`)."""
-    path = dataset_path(data_cfg)
-    n = data_cfg["n_train"] + data_cfg["n_test"]
-    recipe = get_recipe(data_cfg["recipe"])
-    if not path.exists():
-        if data_cfg["path"]:
-            raise sdata.DatasetError(f"config key 'data.path' = {str(path)!r}: no such file")
-        # Runs started together (a sweep in several shells) generate a cached file once: the
-        # others wait for it. Under the lock, the temporary file of a generation that was
-        # killed is deleted, since no other process is writing this one.
-        with RunLock(path.parent, wait=True, lock_name=f".{path.name}.lock"):
-            remove_temporaries(path.parent, target=path.name)
-            if not path.exists():
-                print(f"generating {n} {recipe.name} samples -> {path}", flush=True)
-                sdata.make_dataset(
-                    recipe.name,
-                    path,
-                    n=n,
-                    resolution=data_cfg["resolution"],
-                    seed=data_cfg["seed"],
-                    progress=progress,
-                    **recipe_options(data_cfg),
-                )
-    read = sdata.open_dataset if data_cfg.get("stream", False) else sdata.load_dataset
-    dataset = read(path)
-    if not data_cfg["path"]:
-        _check_cached(path, dataset, data_cfg, recipe)
-    if len(dataset) < n:
-        raise sdata.DatasetError(
-            f"{path} holds {len(dataset)} samples but data.n_train + data.n_test = {n}"
-        )
-    spatial = (data_cfg["resolution"],) * recipe.num_spatial_dims
-    if dataset.inputs.shape[2:] != spatial:
-        raise sdata.DatasetError(
-            f"{path} has spatial shape {dataset.inputs.shape[2:]} but data.resolution = "
-            f"{data_cfg['resolution']} needs {spatial} for the {recipe.name} recipe"
-        )
-    return dataset
-
-
-def _check_cached(path: Path, dataset: sdata.Dataset, data_cfg: dict, recipe) -> None:
-    """A cached file must hold what its name promises: the recipe, its settings and the seed
-    of the config (a file replaced or renamed in the cache would silently change the data)."""
-    expected = json.loads(
-        json.dumps(recipe.info(data_cfg["resolution"], **recipe_options(data_cfg)), sort_keys=True)
-    )
-    held = dataset.attrs.get("recipe")
-    pairs = [("seed", dataset.attrs.get("seed"), data_cfg["seed"])]
-    if isinstance(held, dict):
-        pairs += [(k, held.get(k), v) for k, v in expected.items()]
-    else:
-        pairs.append(("recipe", held, expected))
-    for name, was, wanted in pairs:
-        if was != wanted:
-            raise sdata.DatasetError(
-                f"cached dataset {path} does not match the config: it was made with {name} = "
-                f"{was!r}, the config asks for {wanted!r} (the file was replaced, renamed or "
-                "made by another version); delete it to regenerate it"
-            )
-
-
-def task_arrays(config: dict, dataset: sdata.Dataset, start: int, stop: int):
-    """The model's `(inputs, targets)` for samples `start:stop` of the dataset.
-
-    For `task.kind = 'direct'` these are the dataset's inputs and outputs; for trajectory
-    tasks the first `task.t_in` recorded frames are the input and the next `task.t_out` frames
-    the target (the initial condition itself is not used, as in the FNO paper). Nothing is
-    read here: NumPy views of arrays in memory, `OnDiskArray` subsets of arrays on disk.
-    """
-    rows = slice(start, stop)
-    if config["task"]["kind"] == "direct" and config["data"]["recipe"] != "navier_stokes":
-        return _part(dataset.inputs, rows), _part(dataset.outputs, rows)
-    t_in, t_out = config["task"]["t_in"], config["task"]["t_out"]
-    frames = dataset.outputs
-    return _part(frames, rows, slice(0, t_in)), _part(frames, rows, slice(t_in, t_in + t_out))
-
-
-def _part(array, rows: slice, channels: slice = slice(None)):
-    if isinstance(array, sdata.OnDiskArray):
-        return array.subset(rows=rows, channels=channels)
-    return array[rows, channels]
+from .. import operators, train
+from .._atomic import atomic_write_bytes
+from .._catalogue import OPERATOR_ACTIVATIONS, get_recipe, resolve
+from .config import nonfinite_options
+from .datasets import dataset_path, obtain_dataset, recipe_options, task_arrays
 
 
 def _fno(config: dict, in_channels: int, out_channels: int, *, key) -> operators.FNO:
@@ -156,7 +38,7 @@ def _fno(config: dict, in_channels: int, out_channels: int, *, key) -> operators
         modes=tuple(model_cfg["modes"]),
         width=model_cfg["width"],
         depth=model_cfg["depth"],
-        activation=ACTIVATIONS[model_cfg["activation"]],
+        activation=resolve(OPERATOR_ACTIVATIONS[model_cfg["activation"]]),
         grid_features=model_cfg["grid_features"],
         padding=padding,
         projection_channels=model_cfg["projection_channels"],
@@ -178,7 +60,7 @@ def _mgno(config: dict, in_channels: int, out_channels: int, *, key) -> operator
         padding=boundary,
         num_spatial_dims=recipe.num_spatial_dims,
         smoothing_steps=model_cfg["smoothing_steps"],
-        activation=ACTIVATIONS[model_cfg["activation"]],
+        activation=resolve(OPERATOR_ACTIVATIONS[model_cfg["activation"]]),
         key=key,
     )
 
@@ -196,7 +78,7 @@ def _deeponet(config: dict, in_channels: int, out_channels: int, *, key):
         trunk_widths=tuple(model_cfg["trunk_widths"]),
         basis=model_cfg["basis"],
         stacked=model_cfg["stacked"],
-        activation=ACTIVATIONS[model_cfg["activation"]],
+        activation=resolve(OPERATOR_ACTIVATIONS[model_cfg["activation"]]),
         key=key,
     )
 
@@ -273,28 +155,6 @@ def metrics_for(config: dict) -> dict[str, Any]:
     }
 
 
-def nonfinite_options(train_cfg: dict) -> dict[str, Any]:
-    """The `on_nonfinite` keyword arguments of `fit` / `solve` from a `[train]` table; the
-    rollback keys set to anything but their defaults under another policy are a
-    `ConfigError` rather than silently ignored."""
-    from ._config import SCHEMA, ConfigError
-
-    policy = train_cfg["on_nonfinite"]
-    if policy == "rollback":
-        return {
-            "on_nonfinite": policy,
-            "rollback_lr_factor": train_cfg["rollback_lr_factor"],
-            "max_rollbacks": train_cfg["max_rollbacks"],
-        }
-    for key in ("rollback_lr_factor", "max_rollbacks"):
-        if train_cfg[key] != SCHEMA["train"][key].default:
-            raise ConfigError(
-                f"config key 'train.{key}' = {train_cfg[key]!r} does not apply to "
-                f"train.on_nonfinite = {policy!r}; it needs 'rollback'"
-            )
-    return {"on_nonfinite": policy}
-
-
 def measure_step_time(model, loss_fn, optimizer, batch, *, repeats: int = 10) -> float:
     """Median wall time in seconds of one compiled `train_step` on `batch` (after warm-up)."""
     opt_state = train.init_optimizer(optimizer, model)
@@ -309,67 +169,7 @@ def measure_step_time(model, loss_fn, optimizer, batch, *, repeats: int = 10) ->
     return float(np.median(times))
 
 
-def run_experiment(config: dict, run_dir: Path, *, resume: bool = False) -> dict:
-    """Runs a validated config into `run_dir`; returns the final test metrics.
-
-    Matrix products run at full float32 precision (no TF32 on GPUs), so results do not depend
-    on the accelerator's default.
-    """
-    from ._run import write_config
-
-    mesh = build_mesh(config)
-    run_dir = Path(run_dir)
-    # The writing process locks the directory for the whole run before anything is written
-    # into it; `fit` / `solve` join this lock (with several processes only process 0 writes).
-    writer = train.is_writer()
-    lock = RunLock(run_dir, scope=True) if writer else contextlib.nullcontext()
-    with lock, jax.default_matmul_precision("highest"):
-        if not resume and (run_dir / "config.toml").exists():
-            raise ValueError(
-                f"`run_dir` = '{run_dir}' already holds a run; pass `resume=True` to continue "
-                "it, or a fresh directory."
-            )
-        if writer:
-            write_config(run_dir, config)
-        if config.get("kind") == "pinn":
-            from ._pinn_experiment import run_pinn
-
-            return run_pinn(config, run_dir, resume=resume, mesh=mesh)
-        return _run_experiment(config, run_dir, resume=resume, mesh=mesh)
-
-
-def build_mesh(config: dict) -> jax.sharding.Mesh | None:
-    """The device mesh that `train.devices` (and `train.model_parallel`) ask for; `None` for
-    the plain single-device path. Raises `ConfigError` for what the machine cannot do."""
-    from ._config import ConfigError
-
-    train_cfg = config["train"]
-    devices, model = train_cfg["devices"], train_cfg.get("model_parallel", 1)
-    if devices == 1 and model == 1:
-        return None
-    available = jax.devices()
-    n = len(available) if devices == "all" else devices
-    if n > len(available):
-        raise ConfigError(
-            f"config key 'train.devices' = {devices!r} is invalid: {len(available)} "
-            f"{available[0].platform} device(s) visible (on a CPU, "
-            "XLA_FLAGS=--xla_force_host_platform_device_count=N provides N)"
-        )
-    if n % model != 0:
-        raise ConfigError(
-            f"config key 'train.model_parallel' = {model} is invalid: it must divide the "
-            f"{n} devices of train.devices"
-        )
-    batch_size = train_cfg.get("batch_size")
-    if batch_size is not None and batch_size % (n // model) != 0:
-        raise ConfigError(
-            f"config key 'train.batch_size' = {batch_size} is invalid: it must be a multiple "
-            f"of the {n // model} data-parallel devices"
-        )
-    return train.make_mesh(n, model=model)
-
-
-def _run_experiment(
+def run_operator(
     config: dict, run_dir: Path, *, resume: bool, mesh: jax.sharding.Mesh | None = None
 ) -> dict:
     nonfinite = nonfinite_options(config["train"])
@@ -445,7 +245,7 @@ def _run_experiment(
         preds = np.asarray(jax.vmap(model)(jnp.asarray(x_test[:num])))
         inputs, targets = np.asarray(x_test[:num]), np.asarray(y_test[:num])
         titles = None
-        if config["data"]["recipe"] == "navier_stokes":
+        if get_recipe(config["data"]["recipe"]).trajectory:
             # Trajectories: the last input frame and the last predicted frame.
             inputs, targets, preds = inputs[:, -1:], targets[:, -1:], preds[:, -1:]
             titles = ["last input frame", "last frame: truth", "prediction", "|error|"]
@@ -475,8 +275,8 @@ def evaluate_run(
     The test data come from the run's recipe with a different seed, generated (and cached) like
     training data.
     """
-    from ._config import load_config
-    from ._run import verify_config
+    from .config import load_config
+    from .rundir import verify_config
 
     run_dir = Path(run_dir)
     verify_config(run_dir)
@@ -490,7 +290,7 @@ def evaluate_run(
         data_cfg["solve_resolution"] = 0  # the recipe's default solve grid for this resolution
     path = dataset_path(data_cfg)
     if not path.exists():  # to be generated: weighed against this machine first
-        from ._budget import check_data_budget
+        from .budget import check_data_budget
 
         options = recipe_options(data_cfg)
         check_data_budget(data_cfg["recipe"], n, resolution, options, path, allow_large=allow_large)

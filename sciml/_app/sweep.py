@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._atomic import atomic_write_bytes
+from .._atomic import atomic_write_bytes
 
 _OPEN, _CLOSE = "[{(", "]})"
 
@@ -380,7 +380,7 @@ def plan_sweep(
     `load` is `sciml._config.load_config`. A config error names the `--sweep` argument whose
     key it is about, or the grid point; one not due to the sweep reads as for a single run.
     """
-    from ._config import ConfigError, load_config, parse_override
+    from .config import ConfigError, load_config, parse_override
 
     load = load or load_config
     if seeds < 1:

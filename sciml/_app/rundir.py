@@ -18,8 +18,8 @@ from typing import Any
 
 import tomli_w
 
-from ._atomic import checksum_matches, checksummed_path
-from ._config import ConfigError, load_config
+from .._atomic import checksum_matches, checksummed_path
+from .config import ConfigError, load_config
 
 MANIFEST = "run.json"
 

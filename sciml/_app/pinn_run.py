@@ -11,20 +11,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from . import pinn
-from ._atomic import atomic_write_bytes
-from ._config import PINN_TERMS
-from ._experiment import nonfinite_options
-from .fields import MLP, PIG
-
-_ACTIVATIONS = {"tanh": jnp.tanh, "sin": jnp.sin, "gelu": jax.nn.gelu, "silu": jax.nn.silu}
+from .. import pinn
+from .._atomic import atomic_write_bytes
+from .._catalogue import FIELD_ACTIVATIONS, PINN_BENCHMARKS, resolve
+from ..fields import MLP, PIG
+from .config import nonfinite_options
 
 
 def build_problem(config: dict) -> pinn.Problem:
     name = config["problem"]["name"]
     factory = pinn.benchmarks.BENCHMARKS[name]
     resolution = config["problem"]["reference_resolution"]
-    if resolution and name in ("nonlinear_diffusion", "allen_cahn"):
+    if resolution and PINN_BENCHMARKS[name].reference is not None:
         return factory(resolution=resolution)
     return factory()
 
@@ -46,7 +44,7 @@ def build_model(config: dict, problem: pinn.Problem, *, key, dtype):
             "scalar",
             width=cfg["width"],
             depth=cfg["depth"],
-            activation=_ACTIVATIONS[cfg["activation"]],
+            activation=resolve(FIELD_ACTIVATIONS[cfg["activation"]]),
             fourier_features=cfg["fourier_features"] or None,
             fourier_scale=cfg["fourier_scale"],
             periodic=periodic,
@@ -109,7 +107,7 @@ def run_pinn(
         )
     model_key, point_key = jax.random.split(jax.random.key(config["seed"]))
     model = build_model(config, problem, key=model_key, dtype=dtype)
-    terms = PINN_TERMS[config["problem"]["name"]]
+    terms = PINN_BENCHMARKS[config["problem"]["name"]].terms
     weights = dict(zip(terms, train["weights"], strict=True)) if train["weights"] else {}
     weights = {k: v for k, v in weights.items() if k in problem.terms}
     schedule = optax.exponential_decay(

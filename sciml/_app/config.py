@@ -17,6 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._catalogue import (
+    FIELD_ACTIVATIONS,
+    NONFINITE_POLICIES,
+    OPERATOR_ACTIVATIONS,
+    PINN_BENCHMARKS,
+    RECIPE_OPTIONS,
+    RECIPES,
+    ROLLBACK_DEFAULTS,
+    get_recipe,
+)
+from .._validate import ArgumentError
+
 _REQUIRED = object()
 
 
@@ -49,7 +61,7 @@ def _probability(x):
     return 0 < x <= 1
 
 
-_ACTIVATIONS = ("gelu", "relu", "tanh", "silu", "elu")
+_ACTIVATIONS = tuple(OPERATOR_ACTIVATIONS)
 
 
 def _devices(value) -> bool:
@@ -65,24 +77,26 @@ _DEVICES = Option(
     "single-device path)",
 )
 
+_POLICIES = [f"{name} ({what})" for name, what in NONFINITE_POLICIES.items()]
 _ON_NONFINITE = Option(
     str,
-    "stop",
-    choices=("stop", "rollback", "skip"),
-    help="what a NaN or Inf in the loss, the gradient or an update does: stop (exit status 1, "
-    "naming the step and the last good checkpoint), rollback (to the newest checkpoint, with "
-    "the learning rate times train.rollback_lr_factor) or skip (that step only)",
+    next(iter(NONFINITE_POLICIES)),
+    choices=tuple(NONFINITE_POLICIES),
+    help="what a NaN or Inf in the loss, the gradient or an update does: "
+    + ", ".join(_POLICIES[:-1])
+    + " or "
+    + _POLICIES[-1],
 )
 _ROLLBACK_LR_FACTOR = Option(
     float,
-    0.5,
+    ROLLBACK_DEFAULTS["rollback_lr_factor"],
     check=lambda x: 0 < x < 1,
     allowed="0 < factor < 1",
     help="learning-rate factor per rollback (train.on_nonfinite = 'rollback')",
 )
 _MAX_ROLLBACKS = Option(
     int,
-    3,
+    ROLLBACK_DEFAULTS["max_rollbacks"],
     check=_positive,
     allowed=">= 1",
     help="rollbacks before giving up (train.on_nonfinite = 'rollback')",
@@ -94,6 +108,22 @@ _KIND = Option(
     choices=("operator", "pinn"),
     help="operator: learn a solution operator from data; pinn: solve one PDE (sciml.pinn)",
 )
+
+
+def _recipe_options() -> dict[str, Option]:
+    """The `[data]` keys of the recipes' options: a number (0: the recipe's default) or a
+    flag."""
+    options = {}
+    for name, option in RECIPE_OPTIONS.items():
+        if option.type is bool:
+            options[name] = Option(bool, False, help=option.help)
+        else:
+            allowed = ">= 0 (0: the recipe's default)"
+            options[name] = Option(
+                option.type, option.type(0), check=_nonnegative, allowed=allowed, help=option.help
+            )
+    return options
+
 
 SCHEMA: dict[str, dict[str, Option] | Option] = {
     "kind": _KIND,
@@ -107,12 +137,7 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
     ),
     "seed": Option(int, 0, check=_nonnegative, allowed=">= 0", help="PRNG seed for training"),
     "data": {
-        "recipe": Option(
-            str,
-            "darcy",
-            choices=("darcy", "burgers", "navier_stokes", "antiderivative"),
-            help="dataset recipe",
-        ),
+        "recipe": Option(str, next(iter(RECIPES)), choices=tuple(RECIPES), help="dataset recipe"),
         "resolution": Option(
             int,
             85,
@@ -120,28 +145,10 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
             allowed=">= 8",
             help="grid points per axis of the training data",
         ),
-        "solve_resolution": Option(
-            int,
-            0,
-            check=_nonnegative,
-            allowed=">= 0 (0: the recipe's default)",
-            help="grid of the reference solve, subsampled to resolution",
-        ),
+        **_recipe_options(),
         "n_train": Option(int, 1000, check=_positive, allowed=">= 1"),
         "n_test": Option(int, 100, check=_positive, allowed=">= 1"),
         "seed": Option(int, 0, check=_nonnegative, allowed=">= 0", help="data generation seed"),
-        "zero_mean": Option(
-            bool, False, help="drop the constant mode of the coefficient field (FNO code)"
-        ),
-        "nu": Option(float, 0.0, check=_nonnegative, allowed=">= 0 (0: the recipe's default)"),
-        "t_final": Option(float, 0.0, check=_nonnegative, allowed=">= 0 (0: the recipe's default)"),
-        "dt": Option(float, 0.0, check=_nonnegative, allowed=">= 0 (0: the recipe's default)"),
-        "record_steps": Option(
-            int, 0, check=_nonnegative, allowed=">= 0 (0: the recipe's default)"
-        ),
-        "length_scale": Option(
-            float, 0.0, check=_nonnegative, allowed=">= 0 (0: the recipe's default)"
-        ),
         "path": Option(str, "", help="dataset file; generated (and cached) when empty"),
         "cache_dir": Option(str, "data", help="where generated datasets are cached"),
         "stream": Option(
@@ -278,14 +285,7 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
         "name": Option(
             str,
             "poisson_2d",
-            choices=(
-                "poisson_2d",
-                "helmholtz_2d",
-                "klein_gordon",
-                "flow_mixing",
-                "nonlinear_diffusion",
-                "allen_cahn",
-            ),
+            choices=tuple(PINN_BENCHMARKS),
             help="a problem of sciml.pinn.benchmarks",
         ),
         "reference_resolution": Option(
@@ -306,7 +306,7 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
         "mlp": {
             "width": Option(int, 64, check=_positive, allowed=">= 1"),
             "depth": Option(int, 4, check=_positive, allowed=">= 1", help="hidden layers"),
-            "activation": Option(str, "tanh", choices=("tanh", "sin", "gelu", "silu")),
+            "activation": Option(str, "tanh", choices=tuple(FIELD_ACTIVATIONS)),
             "fourier_features": Option(
                 int, 0, check=_nonnegative, allowed=">= 0 (0: none)", help="random features"
             ),
@@ -366,36 +366,28 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
     },
 }
 
-PINN_TERMS = {
-    "poisson_2d": ("residual", "boundary"),
-    "helmholtz_2d": ("residual", "boundary"),
-    "klein_gordon": ("residual", "initial", "boundary"),
-    "flow_mixing": ("residual", "initial", "boundary"),
-    "nonlinear_diffusion": ("residual", "initial", "boundary"),
-    "allen_cahn": ("residual", "initial", "periodic"),
-}
-
 
 def _validate_pinn(raw: dict) -> dict:
     config = _validate(raw, PINN_SCHEMA)
     train = config["train"]
     if train["steps"] + train["lbfgs_steps"] == 0:
         raise _fail("train.steps", 0, "train.steps or train.lbfgs_steps must be positive")
-    terms = PINN_TERMS[config["problem"]["name"]]
+    benchmark = PINN_BENCHMARKS[config["problem"]["name"]]
+    terms = benchmark.terms
     if train["weights"] and len(train["weights"]) != len(terms):
         raise _fail(
             "train.weights",
             train["weights"],
             f"give {len(terms)} weights, for the terms {', '.join(terms)}",
         )
-    zero_dirichlet = ("poisson_2d", "helmholtz_2d", "nonlinear_diffusion")
-    if config["model"]["hard_constraint"] and config["problem"]["name"] not in zero_dirichlet:
+    zero_dirichlet = [name for name, b in PINN_BENCHMARKS.items() if b.zero_dirichlet]
+    if config["model"]["hard_constraint"] and not benchmark.zero_dirichlet:
         raise _fail(
             "model.hard_constraint",
             True,
             f"allowed only for problems with u = 0 on the boundary: {', '.join(zero_dirichlet)}",
         )
-    if train["causal_chunks"] and "initial" not in terms:
+    if train["causal_chunks"] and not benchmark.time_dependent:
         raise _fail("train.causal_chunks", train["causal_chunks"], "needs a time-dependent problem")
     if train["adaptive"] and not train["resample_every"]:
         raise _fail("train.adaptive", True, "needs train.resample_every > 0")
@@ -525,12 +517,6 @@ def _validate(raw: dict, schema: dict, prefix: str = "") -> dict:
 
 # Keys that only mean something for some recipes / models / tasks; setting one elsewhere is an
 # error rather than silently ignored.
-_RECIPE_KEYS = {
-    "darcy": ("solve_resolution", "zero_mean"),
-    "burgers": ("solve_resolution", "nu", "t_final", "dt"),
-    "navier_stokes": ("solve_resolution", "nu", "t_final", "dt", "record_steps"),
-    "antiderivative": ("length_scale",),
-}
 _MODEL_KEYS = {
     "fno": (
         "modes",
@@ -544,7 +530,9 @@ _MODEL_KEYS = {
     "mgno": ("channels", "levels", "depth", "activation", "smoothing_steps", "boundary"),
     "deeponet": ("branch_widths", "trunk_widths", "basis", "activation", "sensors", "stacked"),
 }
-_SPATIAL_DIMS = {"darcy": 2, "burgers": 1, "navier_stokes": 2, "antiderivative": 1}
+_TRAJECTORY_RECIPES = " or ".join(
+    f"data.recipe = {name!r}" for name, recipe in RECIPES.items() if recipe.trajectory
+)
 
 
 def _fail(key: str, value: Any, allowed: str) -> ConfigError:
@@ -558,12 +546,12 @@ def _check_applicable(raw: dict, config: dict) -> None:
         return config[section][key] != SCHEMA[section][key].default
 
     recipe, model = config["data"]["recipe"], config["model"]["name"]
-    recipe_keys = {k for keys in _RECIPE_KEYS.values() for k in keys}
+    options = get_recipe(recipe).options
     for key in raw.get("data", {}):
-        if key in recipe_keys and key not in _RECIPE_KEYS[recipe] and changed("data", key):
+        if key in RECIPE_OPTIONS and key not in options and changed("data", key):
             raise ConfigError(
                 f"config key 'data.{key}' does not apply to data.recipe = {recipe!r}; its "
-                f"options are: {', '.join(_RECIPE_KEYS[recipe])}"
+                f"options are: {', '.join(options)}"
             )
     for key in raw.get("model", {}):
         if key != "name" and key not in _MODEL_KEYS[model] and changed("model", key):
@@ -571,28 +559,32 @@ def _check_applicable(raw: dict, config: dict) -> None:
                 f"config key 'model.{key}' does not apply to model.name = {model!r}; its "
                 f"options are: {', '.join(_MODEL_KEYS[model])}"
             )
-    if recipe != "navier_stokes":
+    if not get_recipe(recipe).trajectory:
         for key in raw.get("task", {}):
             if key != "kind" and changed("task", key):
                 raise ConfigError(
                     f"config key 'task.{key}' only applies to trajectory data "
-                    f"(data.recipe = 'navier_stokes'), not to {recipe!r}"
+                    f"({_TRAJECTORY_RECIPES}), not to {recipe!r}"
                 )
 
 
-def _check_recipe(config: dict) -> None:
-    from .data._generate import get_recipe
+def recipe_arguments(data: dict) -> dict[str, Any]:
+    """The keyword options of the recipe's functions from a `[data]` table: the flags, and the
+    numbers that are set (0 means the recipe's default)."""
+    options = get_recipe(data["recipe"]).options
+    return {k: data[k] for k in options if RECIPE_OPTIONS[k].type is bool or data[k]}
 
+
+def _check_recipe(config: dict) -> None:
     data = config["data"]
-    options = {k: data[k] for k in _RECIPE_KEYS[data["recipe"]] if k != "zero_mean" and data[k]}
-    if data["recipe"] == "darcy":
-        options["zero_mean"] = data["zero_mean"]
+    options = recipe_arguments(data)
     try:
         get_recipe(data["recipe"]).info(data["resolution"], **options)
     except (ValueError, ArithmeticError) as e:
-        # The recipe's message names its argument in backticks; report it as the config key.
+        # The recipe names the offending argument; report it as the config key.
         message = str(e)
-        named = [k for k in ("resolution", *options) if f"`{k}`" in message]
+        argument = e.argument if isinstance(e, ArgumentError) else None
+        named = [k for k in ("resolution", *options) if k == argument]
         if not named and isinstance(e, ArithmeticError):
             # E.g. a tiny dt: the number of time steps overflows.
             named = [k for k in ("dt", "t_final", "nu", "length_scale") if k in options]
@@ -607,17 +599,18 @@ def _check_recipe(config: dict) -> None:
 def _check_task(config: dict) -> int:
     """Checks the task against the data; returns the spatial dims the model works in."""
     data, task, model = config["data"], config["task"], config["model"]
-    dims = _SPATIAL_DIMS[data["recipe"]]
+    recipe = get_recipe(data["recipe"])
+    dims = recipe.num_spatial_dims
     kind = task["kind"]
-    if kind != "direct" and data["recipe"] != "navier_stokes":
+    if kind != "direct" and not recipe.trajectory:
         raise _fail(
             "task.kind",
             kind,
             "allowed for this recipe: 'direct' (rollout and "
-            "space_time need trajectory data, data.recipe = 'navier_stokes')",
+            f"space_time need trajectory data, {_TRAJECTORY_RECIPES})",
         )
-    if data["recipe"] == "navier_stokes":
-        frames = data["record_steps"] or 50
+    if recipe.trajectory:
+        frames = recipe.channels(**recipe_arguments(data))[1]
         if task["t_in"] + task["t_out"] > frames:
             raise _fail(
                 "task.t_out",
@@ -654,7 +647,7 @@ def _check_model(config: dict, dims: int) -> None:
             raise _fail(
                 "model.padding", model["padding"], f"allowed at most data.resolution = {resolution}"
             )
-        for k in model["modes"][: _SPATIAL_DIMS[data["recipe"]]]:
+        for k in model["modes"][: get_recipe(data["recipe"]).num_spatial_dims]:
             if resolution + model["padding"] < 2 * k:
                 raise _fail(
                     "model.modes",
@@ -686,8 +679,7 @@ def _check_model(config: dict, dims: int) -> None:
                 f"MgNO with model.levels = {levels} needs a resolution divisible by {divisor}",
             )
     elif model["sensors"]:
-        from .data._generate import get_recipe
-        from .operators._deeponet import sensor_strides
+        from ..operators._deeponet import sensor_strides
 
         grid, m = get_recipe(data["recipe"]).grid, model["sensors"]
         if (
@@ -723,6 +715,26 @@ def _cross_checks(raw: dict, config: dict) -> None:
             config["train"]["batch_size"],
             f"allowed at most data.n_train = {config['data']['n_train']}",
         )
+
+
+def nonfinite_options(train_cfg: dict) -> dict[str, Any]:
+    """The `on_nonfinite` keyword arguments of `fit` / `solve` from a `[train]` table; the
+    rollback keys set to anything but their defaults under another policy are a
+    `ConfigError` rather than silently ignored."""
+    policy = train_cfg["on_nonfinite"]
+    if policy == "rollback":
+        return {
+            "on_nonfinite": policy,
+            "rollback_lr_factor": train_cfg["rollback_lr_factor"],
+            "max_rollbacks": train_cfg["max_rollbacks"],
+        }
+    for key in ("rollback_lr_factor", "max_rollbacks"):
+        if train_cfg[key] != SCHEMA["train"][key].default:
+            raise ConfigError(
+                f"config key 'train.{key}' = {train_cfg[key]!r} does not apply to "
+                f"train.on_nonfinite = {policy!r}; it needs 'rollback'"
+            )
+    return {"on_nonfinite": policy}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

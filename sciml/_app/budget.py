@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _machine
-from ._config import _SPATIAL_DIMS, PINN_SCHEMA, PINN_TERMS, SCHEMA, ConfigError, _show
+from .. import _machine
+from .._catalogue import PINN_BENCHMARKS, get_recipe
+from .config import PINN_SCHEMA, SCHEMA, ConfigError, _show
 
 # JAX indexes arrays (gathers, slices, `jax.random.split`) with int32 unless x64 is on, and
 # counts optimizer and guard steps in int32: longer axes end in an OverflowError deep inside
@@ -53,26 +54,12 @@ SECONDS_PER_PARAM = 1e-8
 STATE_COPIES = 6
 FLOAT32 = 4
 
-# Samples per jitted call of each recipe's generator (their `chunk_size` defaults).
-GENERATION_CHUNK = {"darcy": 16, "burgers": 64, "navier_stokes": 8, "antiderivative": 1000}
-NAVIER_STOKES_SOLVE_RESOLUTION = 256
-NAVIER_STOKES_RECORD_STEPS = 50
-
-# The PINN benchmarks: dimension of the points (space and time) and highest derivative order
-# in the residual; one evaluation of the residual and its gradient holds about
-# 4 (1 + dim)^order floats per point and hidden unit (measured: 16 for flow_mixing, 24 for
-# allen_cahn with a PIG, whose estimates are 16 and 36).
-PINN_PROBLEMS = {
-    "poisson_2d": (2, 2),
-    "helmholtz_2d": (2, 2),
-    "klein_gordon": (3, 2),
-    "flow_mixing": (3, 1),
-    "nonlinear_diffusion": (3, 2),
-    "allen_cahn": (2, 2),
-}
-# Default reference grids of the two benchmarks with a `reference_resolution`: (resolution,
-# output times); nonlinear_diffusion solves on 4x the resolution, allen_cahn on >= 8192 points.
-PINN_REFERENCE = {"nonlinear_diffusion": (100, 101), "allen_cahn": (512, 201)}
+# PINN benchmarks (`sciml._catalogue.PINN_BENCHMARKS`: dimension of the points and highest
+# derivative order in the residual): one evaluation of the residual and its gradient holds
+# about 4 (1 + dim)^order floats per point and hidden unit (measured: 16 for flow_mixing, 24
+# for allen_cahn with a PIG, whose estimates are 16 and 36). Of the benchmarks with a
+# numerical reference, nonlinear_diffusion solves on 4x the resolution, allen_cahn on >= 8192
+# points.
 ALLEN_CAHN_SOLVE = 8192
 ALLEN_CAHN_STEPS = 1000
 # nonlinear_diffusion's reference takes ~10 s at resolution 100 on a 2-core CPU, and its
@@ -196,36 +183,15 @@ def _data_needs(
     """Bytes of `n` samples of a recipe and of generating them (keys, one chunk's solves, after
     the generators' own docstrings); `options` as for `make_dataset` (absent, None or 0: the
     recipe's default)."""
-    from .data._antiderivative import ANTIDERIVATIVE_LENGTH_SCALE, gp_spectrum
-    from .data._burgers import BURGERS_SOLVE_RESOLUTION
-    from .data._recipes import DARCY_MIN_SOLVE_RESOLUTION
-
-    dims = _SPATIAL_DIMS[recipe]
-    solve = options.get("solve_resolution") or 0
-    record = options.get("record_steps") or NAVIER_STOKES_RECORD_STEPS
-    channels = (1, record) if recipe == "navier_stokes" else (1, 1)
-    chunk = min(chunk_size or GENERATION_CHUNK[recipe], n)
-    points = resolution**dims
-    if recipe == "darcy":
-        stride = max(1, math.ceil((DARCY_MIN_SOLVE_RESOLUTION - 1) / max(resolution - 1, 1)))
-        solve = solve or (resolution - 1) * stride + 1
-        work = 10 * chunk * solve**2  # generate_darcy: ~10 chunk solve^2 floats
-    elif recipe == "burgers":
-        solve = max(solve or BURGERS_SOLVE_RESOLUTION, resolution)
-        work = 20 * chunk * solve  # generate_burgers: ~20 chunk solve floats
-    elif recipe == "navier_stokes":
-        solve = max(solve or NAVIER_STOKES_SOLVE_RESOLUTION, resolution)
-        # generate_navier_stokes: ~12 solve^2 floats per sample solved at once, and the
-        # chunk's recorded frames.
-        work = chunk * (12 * solve**2 + record * points)
-    else:
-        solve = resolution
-        # (at most a few thousand modes: length scales are >= 1e-3)
-        modes = gp_spectrum(options.get("length_scale") or ANTIDERIVATIVE_LENGTH_SCALE)["num_modes"]
-        work = 4 * chunk * resolution * (2 * modes + 1)  # phases, sines and cosines
+    spec = get_recipe(recipe)
+    options = {k: v for k, v in options.items() if v is not None and v is not False and v != 0}
+    channels = spec.channels(**options)
+    chunk = min(chunk_size or spec.chunk_size, n)
+    points = resolution**spec.num_spatial_dims
+    solve, work = spec.generation_cost(chunk, resolution, options)
     axes = [("resolution", resolution, ""), ("solve_resolution", solve, "")]
-    if recipe == "navier_stokes":
-        axes.append(("record_steps", record, ""))
+    if spec.trajectory:
+        axes.append(("record_steps", channels[1], ""))
     return _Data(
         dataset=n * sum(channels) * points * FLOAT32,
         # `jax.random.split(key, n)`: 8 bytes per sample, then one chunk at a time.
@@ -241,7 +207,7 @@ def _generated(data: Mapping) -> bool:
     """Whether a run of this `[data]` table generates its dataset (no file given, none cached)."""
     if data.get("path"):
         return False
-    from ._experiment import dataset_path
+    from .datasets import dataset_path
 
     try:
         return not dataset_path(data).exists()
@@ -330,9 +296,10 @@ def _operator_model(config: Mapping) -> tuple[_Model, int, tuple[int, int], list
     """The model's sizes, how often one forward pass calls it, its channels and its grid."""
     data, task, model = config["data"], config["task"], config["model"]
     resolution = data["resolution"]
-    spatial = [resolution] * _SPATIAL_DIMS[data["recipe"]]
+    recipe = get_recipe(data["recipe"])
+    spatial = [resolution] * recipe.num_spatial_dims
     channels, calls = (1, 1), 1
-    if data["recipe"] == "navier_stokes":
+    if recipe.trajectory:
         kind, t_in, t_out = task["kind"], task["t_in"], task["t_out"]
         channels = (t_in, t_out)
         if kind == "rollout":  # one frame per call, unrolled over t_out calls
@@ -342,7 +309,7 @@ def _operator_model(config: Mapping) -> tuple[_Model, int, tuple[int, int], list
             spatial = [*spatial, t_out]
     name = model["name"]
     if name == "fno":
-        if len(spatial) > _SPATIAL_DIMS[data["recipe"]]:  # only the time axis is padded
+        if len(spatial) > recipe.num_spatial_dims:  # only the time axis is padded
             padded = [*spatial[:-1], spatial[-1] + model["padding"]]
         else:
             padded = [n + model["padding"] for n in spatial]
@@ -359,7 +326,7 @@ def _estimate_operator(config: Mapping) -> Estimate:
     evaluation = config.get("eval", {})
     n_train, n_test = data["n_train"], data["n_test"]
     n = n_train + n_test
-    from ._experiment import recipe_options
+    from .datasets import recipe_options
 
     needs = _data_needs(data["recipe"], n, data["resolution"], recipe_options(data), None)
     memory: dict[str, int] = {}
@@ -421,7 +388,7 @@ def _model_axes(model: Mapping) -> list[tuple[str, int, str]]:
 def _pinn_model(config: Mapping) -> _Model:
     """The PINN model's sizes; `train` and `forward` count hidden units per point."""
     model = config["model"]
-    dim = PINN_PROBLEMS[config["problem"]["name"]][0]
+    dim = PINN_BENCHMARKS[config["problem"]["name"]].dims
     if model["name"] == "mlp":
         mlp = model["mlp"]
         width, depth, features = mlp["width"], mlp["depth"], mlp["fourier_features"]
@@ -444,15 +411,16 @@ def _pinn_model(config: Mapping) -> _Model:
 def _estimate_pinn(config: Mapping) -> Estimate:
     problem, model, train = config["problem"], config["model"], config["train"]
     name = problem["name"]
-    dim, order = PINN_PROBLEMS[name]
+    benchmark = PINN_BENCHMARKS[name]
+    dim, order = benchmark.dims, benchmark.order
     size = 8 if train["float64"] else FLOAT32
-    terms = set(PINN_TERMS[name])
+    terms = set(benchmark.terms)
     if model["hard_constraint"]:
         terms.discard("boundary")
     points = sum(train[f"num_{term}"] for term in terms)
     sizes = _pinn_model(config)
     params, units, layers = sizes.params, sizes.train, sizes.layers
-    per_unit = 4 * (1 + dim) ** order  # see PINN_PROBLEMS
+    per_unit = 4 * (1 + dim) ** order  # see PINN_BENCHMARKS above
     memory = {
         "model": size * params * (STATE_COPIES + (2 * LBFGS_MEMORY if train["lbfgs_steps"] else 0))
     }
@@ -462,8 +430,8 @@ def _estimate_pinn(config: Mapping) -> Estimate:
     memory["one step"] = size * max(step, PINN_EVAL_BATCH * units * 4)
 
     seconds = {"model build": SECONDS_PER_LAYER * layers + SECONDS_PER_PARAM * params}
-    if name in PINN_REFERENCE:
-        default, times = PINN_REFERENCE[name]
+    if benchmark.reference is not None:
+        default, times = benchmark.reference
         resolution = problem["reference_resolution"] or default
         if name == "nonlinear_diffusion":
             grid = (resolution + 1) ** 2 * times
@@ -488,7 +456,7 @@ def _estimate_pinn(config: Mapping) -> Estimate:
     ):
         if model["name"] == section:
             axes += [(f"model.{section}.{k}", model[section][k], "") for k in keys]
-    if name in PINN_REFERENCE:
+    if benchmark.reference is not None:
         axes.append(("problem.reference_resolution", problem["reference_resolution"], ""))
     return Estimate(memory=memory, seconds=seconds, axes=tuple(axes))
 

@@ -13,7 +13,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import _signals
+from .. import _signals
+from .._catalogue import RECIPE_OPTIONS, RECIPES, get_recipe, recipes_with
+from .._validate import ArgumentError
 
 USAGE_ERROR = 2
 RUNTIME_ERROR = 1
@@ -137,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="generate a dataset file from a recipe")
     data.add_argument(
         "recipe",
-        choices=["darcy", "burgers", "navier_stokes", "antiderivative"],
+        choices=list(RECIPES),
         help="dataset recipe",
     )
     data.add_argument("--n", type=_positive_int("--n"), required=True, help="number of samples")
@@ -145,7 +147,9 @@ def _parser() -> argparse.ArgumentParser:
         "--resolution",
         type=_positive_int("--resolution"),
         required=True,
-        help="grid points per axis (antiderivative: sensor points)",
+        help="grid points per axis ("
+        + "; ".join(f"{r.name}: {r.resolution_help}" for r in RECIPES.values() if r.resolution_help)
+        + ")",
     )
     data.add_argument("--seed", type=_nonnegative_int("--seed"), default=0)
     data.add_argument("--out", required=True, help="output .h5 file")
@@ -154,43 +158,22 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--no-progress", action="store_true")
     data.add_argument("--allow-large", action="store_true", help=_ALLOW_LARGE_HELP)
     options = data.add_argument_group("recipe options (default: the recipe's own)")
-    options.add_argument(
-        "--solve-resolution",
-        type=_positive_int("--solve-resolution"),
-        default=None,
-        help="grid of the reference solve (darcy, burgers, navier_stokes)",
-    )
-    options.add_argument(
-        "--zero-mean",
-        action="store_true",
-        default=None,
-        help="darcy: drop the constant mode of the coefficient field (FNO MATLAB generator)",
-    )
-    options.add_argument(
-        "--nu", type=_positive_float("--nu"), help="viscosity (burgers, navier_stokes)"
-    )
-    options.add_argument(
-        "--t-final", type=_positive_float("--t-final"), help="final time (burgers, navier_stokes)"
-    )
-    options.add_argument(
-        "--dt", type=_positive_float("--dt"), help="time step (burgers, navier_stokes)"
-    )
-    options.add_argument(
-        "--record-steps",
-        type=_positive_int("--record-steps"),
-        help="navier_stokes: recorded frames",
-    )
-    options.add_argument(
-        "--length-scale",
-        type=_positive_float("--length-scale"),
-        help="antiderivative: length scale of the input Gaussian process",
-    )
+    for name, option in RECIPE_OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        users = ", ".join(recipes_with(name))
+        if option.type is bool:
+            options.add_argument(
+                flag, action="store_true", default=None, help=f"{option.help} ({users})"
+            )
+        else:
+            parse = _positive_int if option.type is int else _positive_float
+            options.add_argument(flag, type=parse(flag), help=f"{option.help} ({users})")
     return parser
 
 
 def _run_and_report(config: dict, run_dir: Path, *, resume: bool) -> dict:
     """One run of a validated config, with the console report of `sciml run`."""
-    from ._experiment import run_experiment
+    from .experiment import run_experiment
 
     print(f"run directory: {run_dir}", flush=True)
     results = run_experiment(config, run_dir, resume=resume)
@@ -202,9 +185,9 @@ def _run_and_report(config: dict, run_dir: Path, *, resume: bool) -> dict:
 
 
 def _cmd_run(args) -> int:
-    from ._budget import check_run_budget
-    from ._config import ConfigError, load_config
-    from ._run import discard_unstarted, new_run_dir, resume_config
+    from .budget import check_run_budget
+    from .config import ConfigError, load_config
+    from .rundir import discard_unstarted, new_run_dir, resume_config
 
     if args.seed_typo is not None:
         raise UsageError(
@@ -239,8 +222,8 @@ def _cmd_run(args) -> int:
     if not resume:
         run_dir = new_run_dir(Path(args.runs_dir), config["name"])
 
-    from .data import DatasetError
-    from .train import NonFiniteError
+    from ..data import DatasetError
+    from ..train import NonFiniteError
 
     try:
         try:
@@ -273,7 +256,7 @@ def _cmd_run(args) -> int:
 def _cmd_sweep(args) -> int:
     """`sciml run CONFIG --sweep ... --seeds N`: every grid point x seed as an ordinary run,
     then one summary table (see `sciml._sweep`)."""
-    from . import _sweep
+    from . import sweep as _sweep
 
     if args.resume:
         raise UsageError(
@@ -287,15 +270,15 @@ def _cmd_sweep(args) -> int:
         runs = _sweep.plan_sweep(config_file, args.overrides, args.sweep, args.seeds or 1)
     except _sweep.SweepError as e:
         raise UsageError(f"sciml run: {e}") from None
-    from ._budget import check_run_budget
-    from ._config import ConfigError
+    from .budget import check_run_budget
+    from .config import ConfigError
 
     for run in runs:
         try:
             check_run_budget(run.config, allow_large=args.allow_large)
         except ConfigError as e:
             raise UsageError(f"sciml run: {run.name}: {e}") from None
-    from ._run import new_run_dir
+    from .rundir import new_run_dir
 
     sweep_dir = new_run_dir(Path(args.runs_dir), f"{runs[0].config['name']}-sweep")
     print(f"sweep directory: {sweep_dir} ({len(runs)} runs)", flush=True)
@@ -340,11 +323,11 @@ def _cmd_eval(args) -> int:
         raise UsageError(f"sciml eval: --resolution {args.resolution} is invalid: expected >= 3")
     import json
 
-    from ._atomic import atomic_write_bytes
-    from ._config import ConfigError
-    from ._experiment import evaluate_run
-    from .data import DatasetError
-    from .train import CorruptCheckpointError
+    from .._atomic import atomic_write_bytes
+    from ..data import DatasetError
+    from ..train import CorruptCheckpointError
+    from .config import ConfigError
+    from .operator_run import evaluate_run
 
     try:
         results = evaluate_run(
@@ -372,20 +355,11 @@ def _cmd_data(args) -> int:
         )
     if out.exists() and out.is_dir():
         raise UsageError(f"sciml data: --out {str(out)!r} is a directory; give a file path")
-    from .data import make_dataset
-    from .data._generate import get_recipe
+    from ..data import make_dataset
 
     recipe = get_recipe(args.recipe)
     options = {}
-    for name in (
-        "solve_resolution",
-        "zero_mean",
-        "nu",
-        "t_final",
-        "dt",
-        "record_steps",
-        "length_scale",
-    ):
+    for name in RECIPE_OPTIONS:
         value = getattr(args, name)
         if value is None:
             continue
@@ -400,16 +374,17 @@ def _cmd_data(args) -> int:
     try:
         recipe.info(args.resolution, **options)
     except ValueError as e:
-        # The recipe's message names its argument in backticks; report it as the flag.
+        # The recipe names the offending argument; report it as the flag.
         message = str(e)
         values = {"resolution": args.resolution, **options}
-        named = [k for k in values if f"`{k}`" in message] or ["resolution"]
+        argument = e.argument if isinstance(e, ArgumentError) else None
+        named = [k for k in values if k == argument] or ["resolution"]
         flag = "--" + named[0].replace("_", "-")
         raise UsageError(
             f"sciml data {recipe.name}: {flag} {values[named[0]]} is invalid: {message}"
         ) from None
-    from ._budget import check_data_budget
-    from ._config import ConfigError
+    from .budget import check_data_budget
+    from .config import ConfigError
 
     try:
         check_data_budget(
@@ -474,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from ._atomic import StorageError
+    from .._atomic import StorageError
 
     try:
         args = _parser().parse_args(argv)
