@@ -591,50 +591,61 @@ def _check(
             counted = f"{how} = {length}, but " if how else ""
             raise ConfigError(
                 f"{subject(key)} is invalid: {counted}JAX indexes arrays and counts steps with "
-                f"32-bit integers: at most {INDEX_LIMIT}, even with --allow-large"
+                f"32-bit integers: at most {INDEX_LIMIT}, even with --allow-large",
+                key=key,
             )
     memory = needs.total_memory
 
     def culprit(metric: Callable[[Estimate], float]) -> str:
-        return subject(_culprit(estimate, config, defaults, metric))
+        return _culprit(estimate, config, defaults, metric)
 
     def total(e: Estimate) -> float:
         return e.total_memory
 
     if memory > IMPOSSIBLE_MEMORY:
+        key = culprit(total)
         raise ConfigError(
-            f"{culprit(total)} is invalid: {what} would need about {format_bytes(memory)} of "
-            f"memory ({_parts(needs)}), more than any single machine has; lower it"
+            f"{subject(key)} is invalid: {what} would need about {format_bytes(memory)} of "
+            f"memory ({_parts(needs)}), more than any single machine has; lower it",
+            key=key,
         )
     if needs.disk > IMPOSSIBLE_DISK:
+        key = culprit(lambda e: e.disk)
         raise ConfigError(
-            f"{culprit(lambda e: e.disk)} is invalid: the dataset would need about "
-            f"{format_bytes(needs.disk)} on disk, more than a file can hold; lower it"
+            f"{subject(key)} is invalid: the dataset would need about "
+            f"{format_bytes(needs.disk)} on disk, more than a file can hold; lower it",
+            key=key,
         )
     if allow_large:
         return
     hint = "lower it, or pass --allow-large to run anyway"
     available = available_memory() if memory_bytes is None else memory_bytes
     if memory > available:
+        key = culprit(total)
         raise ConfigError(
-            f"{culprit(total)} is invalid: {what} would need about {format_bytes(memory)} of "
+            f"{subject(key)} is invalid: {what} would need about {format_bytes(memory)} of "
             f"memory ({_parts(needs)}) but this machine has {format_bytes(available)} "
-            f"available; {hint}"
+            f"available; {hint}",
+            key=key,
         )
     if needs.disk:
         free = free_disk(needs.disk_path) if disk_bytes is None else disk_bytes
         if needs.disk > free:
+            key = culprit(lambda e: e.disk)
             raise ConfigError(
-                f"{culprit(lambda e: e.disk)} is invalid: the dataset would need about "
+                f"{subject(key)} is invalid: the dataset would need about "
                 f"{format_bytes(needs.disk)} on disk in {needs.disk_path!r} but "
-                f"{format_bytes(free)} are free there; {hint}"
+                f"{format_bytes(free)} are free there; {hint}",
+                key=key,
             )
     seconds = needs.total_seconds
     if seconds > SETUP_SECONDS:
         parts = ", ".join(f"{k} {format_seconds(v)}" for k, v in needs.seconds.items() if v)
+        key = culprit(lambda e: e.total_seconds)
         raise ConfigError(
-            f"{culprit(lambda e: e.total_seconds)} is invalid: setting up {what} would take "
-            f"about {format_seconds(seconds)} before the first step ({parts}); {hint}"
+            f"{subject(key)} is invalid: setting up {what} would take "
+            f"about {format_seconds(seconds)} before the first step ({parts}); {hint}",
+            key=key,
         )
 
 

@@ -33,7 +33,12 @@ _REQUIRED = object()
 
 
 class ConfigError(ValueError):
-    """An invalid config: the message is one line naming the key, the value and what is allowed."""
+    """An invalid config: the message is one line naming the key, the value and what is allowed;
+    `key` is the dotted config key, where the error is about one."""
+
+    def __init__(self, message: str, *, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -462,7 +467,7 @@ def _check_value(key: str, value: Any, option: Option) -> Any:
     shown = _show(value)
 
     def fail(what: str) -> ConfigError:
-        return ConfigError(f"config key '{key}' = {shown} is invalid: {what}")
+        return ConfigError(f"config key '{key}' = {shown} is invalid: {what}", key=key)
 
     expected = option.type
     value = _coerce(value, expected)
@@ -496,20 +501,24 @@ def _validate(raw: dict, schema: dict, prefix: str = "") -> dict:
         if key not in schema:
             full = prefix + key
             allowed = ", ".join(sorted(schema))
-            raise ConfigError(f"unknown config key {_show(full)}; allowed here: {allowed}")
+            raise ConfigError(
+                f"unknown config key {_show(full)}; allowed here: {allowed}", key=full
+            )
     for key, spec in schema.items():
         full = prefix + key
         if isinstance(spec, dict):
             sub = raw.get(key, {})
             if not isinstance(sub, dict):
                 raise ConfigError(
-                    f"config key '{full}' = {_show(sub)} is invalid: expected a table"
+                    f"config key '{full}' = {_show(sub)} is invalid: expected a table", key=full
                 )
             out[key] = _validate(sub, spec, full + ".")
         elif key in raw:
             out[key] = _check_value(full, raw[key], spec)
         elif spec.default is _REQUIRED:
-            raise ConfigError(f"config key '{full}' is missing; expected {_describe_type(spec)}")
+            raise ConfigError(
+                f"config key '{full}' is missing; expected {_describe_type(spec)}", key=full
+            )
         else:
             out[key] = copy.deepcopy(spec.default)
     return out
@@ -536,7 +545,7 @@ _TRAJECTORY_RECIPES = " or ".join(
 
 
 def _fail(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"config key '{key}' = {_show(value)} is invalid: {allowed}")
+    return ConfigError(f"config key '{key}' = {_show(value)} is invalid: {allowed}", key=key)
 
 
 def _check_applicable(raw: dict, config: dict) -> None:
@@ -551,20 +560,23 @@ def _check_applicable(raw: dict, config: dict) -> None:
         if key in RECIPE_OPTIONS and key not in options and changed("data", key):
             raise ConfigError(
                 f"config key 'data.{key}' does not apply to data.recipe = {recipe!r}; its "
-                f"options are: {', '.join(options)}"
+                f"options are: {', '.join(options)}",
+                key=f"data.{key}",
             )
     for key in raw.get("model", {}):
         if key != "name" and key not in _MODEL_KEYS[model] and changed("model", key):
             raise ConfigError(
                 f"config key 'model.{key}' does not apply to model.name = {model!r}; its "
-                f"options are: {', '.join(_MODEL_KEYS[model])}"
+                f"options are: {', '.join(_MODEL_KEYS[model])}",
+                key=f"model.{key}",
             )
     if not get_recipe(recipe).trajectory:
         for key in raw.get("task", {}):
             if key != "kind" and changed("task", key):
                 raise ConfigError(
                     f"config key 'task.{key}' only applies to trajectory data "
-                    f"({_TRAJECTORY_RECIPES}), not to {recipe!r}"
+                    f"({_TRAJECTORY_RECIPES}), not to {recipe!r}",
+                    key=f"task.{key}",
                 )
 
 
@@ -592,7 +604,8 @@ def _check_recipe(config: dict) -> None:
         key = named[0] if named else "resolution"
         raise ConfigError(
             f"config key 'data.{key}' = {_show(data[key])} is invalid for data.recipe = "
-            f"{data['recipe']!r}: {message}"
+            f"{data['recipe']!r}: {message}",
+            key=f"data.{key}",
         ) from None
 
 
@@ -732,7 +745,8 @@ def nonfinite_options(train_cfg: dict) -> dict[str, Any]:
         if train_cfg[key] != SCHEMA["train"][key].default:
             raise ConfigError(
                 f"config key 'train.{key}' = {train_cfg[key]!r} does not apply to "
-                f"train.on_nonfinite = {policy!r}; it needs 'rollback'"
+                f"train.on_nonfinite = {policy!r}; it needs 'rollback'",
+                key=f"train.{key}",
             )
     return {"on_nonfinite": policy}
 

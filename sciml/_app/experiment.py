@@ -55,17 +55,20 @@ def build_mesh(config: dict) -> jax.sharding.Mesh | None:
         raise ConfigError(
             f"config key 'train.devices' = {devices!r} is invalid: {len(available)} "
             f"{available[0].platform} device(s) visible (on a CPU, "
-            "XLA_FLAGS=--xla_force_host_platform_device_count=N provides N)"
+            "XLA_FLAGS=--xla_force_host_platform_device_count=N provides N)",
+            key="train.devices",
         )
     if n % model != 0:
         raise ConfigError(
             f"config key 'train.model_parallel' = {model} is invalid: it must divide the "
-            f"{n} devices of train.devices"
+            f"{n} devices of train.devices",
+            key="train.model_parallel",
         )
     batch_size = train_cfg.get("batch_size")
     if batch_size is not None and batch_size % (n // model) != 0:
         raise ConfigError(
             f"config key 'train.batch_size' = {batch_size} is invalid: it must be a multiple "
-            f"of the {n // model} data-parallel devices"
+            f"of the {n // model} data-parallel devices",
+            key="train.batch_size",
         )
     return train.make_mesh(n, model=model)

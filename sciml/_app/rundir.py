@@ -115,7 +115,8 @@ def resume_config(run_dir: Path, overrides: list[str]) -> dict:
             raise ConfigError(
                 f"config key '{key}' cannot change on --resume (the run was started with "
                 f"{stored.get(key)!r}, now {value!r}): its checkpoints continue that run; "
-                f"start a new run instead. Allowed on --resume: {', '.join(RESUMABLE_KEYS)}"
+                f"start a new run instead. Allowed on --resume: {', '.join(RESUMABLE_KEYS)}",
+                key=key,
             )
     return config
 

@@ -363,9 +363,6 @@ def one_line(error: BaseException, max_length: int = 300) -> str:
     return text if len(text) <= max_length else text[: max_length - 3] + "..."
 
 
-_NAMED_KEY = re.compile(r"config key '([^']+)'")
-
-
 def plan_sweep(
     config_file: Path,
     overrides: Sequence[str],
@@ -399,9 +396,8 @@ def plan_sweep(
         try:
             return load(config_file, [*overrides, *extra])
         except ConfigError as e:
-            named = _NAMED_KEY.search(str(e))
             for sweep in sweeps:
-                if named and _related(named.group(1), sweep.key):
+                if e.key and _related(e.key, sweep.key):
                     raise SweepError(f"--sweep {sweep.arg!r}: {e}") from None
             try:
                 load(config_file, list(overrides))
