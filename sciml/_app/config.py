@@ -2,7 +2,13 @@
 
 Every key a config may hold is declared in `SCHEMA` with its type, default and allowed values,
 so that a typo or an impossible value is reported before any work starts, in one line naming the
-key, the value and what is allowed.
+key, the value and what is allowed. The choices that name things (recipes, benchmarks,
+activations, policies) and the recipes' option keys come from `sciml._catalogue`.
+
+A validated config stays a plain dict of dicts: it is what `config.toml` in a run directory
+holds, what `--set` and sweeps edit by dotted key and what the checks here walk. Frozen
+dataclasses per section would declare every key a second time (the schema is its one owner)
+or, generated from the schema, give no static checking in return.
 """
 
 from __future__ import annotations
