@@ -31,21 +31,23 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _int_at_least(name: str, minimum: int):
-    """An argparse type: an integer >= minimum, else one line naming the argument."""
+def _flag_type(name: str, convert, ok, expected: str):
+    """An argparse type: `convert(text)` where `ok` of it, else one line naming the argument."""
 
-    def parse(text: str) -> int:
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
             value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"{name} {text!r} is invalid: expected an integer >= {minimum}"
-            )
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"{name} {text!r} is invalid: expected {expected}")
         return value
 
     return parse
+
+
+def _int_at_least(name: str, minimum: int):
+    return _flag_type(name, int, lambda v: v >= minimum, f"an integer >= {minimum}")
 
 
 def _positive_int(name: str):
@@ -53,18 +55,7 @@ def _positive_int(name: str):
 
 
 def _positive_float(name: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        if not (value > 0 and value < float("inf")):
-            raise argparse.ArgumentTypeError(
-                f"{name} {text!r} is invalid: expected a positive number"
-            )
-        return value
-
-    return parse
+    return _flag_type(name, float, lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def _nonnegative_int(name: str):

@@ -113,6 +113,15 @@ _MAX_ROLLBACKS = Option(
     help="rollbacks before giving up (train.on_nonfinite = 'rollback')",
 )
 
+# The hidden widths of DeepONet's branch and trunk networks.
+_WIDTHS = Option(
+    list,
+    [128, 128],
+    item_type=int,
+    check=lambda w: all(k >= 1 for k in w),
+    allowed="positive integers",
+)
+
 _KIND = Option(
     str,
     "operator",
@@ -218,20 +227,8 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
             help="MgNO convolution padding; empty: the recipe's (zeros for darcy, circular for "
             "periodic data)",
         ),
-        "branch_widths": Option(
-            list,
-            [128, 128],
-            item_type=int,
-            check=lambda w: all(k >= 1 for k in w),
-            allowed="positive integers",
-        ),
-        "trunk_widths": Option(
-            list,
-            [128, 128],
-            item_type=int,
-            check=lambda w: all(k >= 1 for k in w),
-            allowed="positive integers",
-        ),
+        "branch_widths": _WIDTHS,
+        "trunk_widths": _WIDTHS,
         "basis": Option(int, 128, check=_positive, allowed=">= 1", help="DeepONet basis size"),
         "sensors": Option(
             int,
