@@ -151,3 +151,17 @@ def test_no_import_cycles():
     graph = _imports()
     assert "sciml._app.config" in graph["sciml._app.cli"]
     assert _cycles(graph) == []
+
+
+def test_the_library_does_not_import_the_application_layer():
+    """`sciml._app` (command line, configs, runners) sits on top of the library: only
+    `python -m sciml` enters it from below."""
+    graph = _imports()
+    upward = [
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if not module.startswith("sciml._app") and module != "sciml.__main__"
+        for target in targets
+        if target.startswith("sciml._app")
+    ]
+    assert upward == []
