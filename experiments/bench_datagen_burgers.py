@@ -26,15 +26,15 @@ import numpy as np  # noqa: E402
 import scipy.fft  # noqa: E402
 
 from sciml.data import generate_burgers  # noqa: E402
-from sciml.data._burgers import (  # noqa: E402
+from sciml.data._grf import grf  # noqa: E402
+from sciml.data._recipes.burgers import (  # noqa: E402
     BURGERS_ALPHA,
     BURGERS_DT,
     BURGERS_NU,
     BURGERS_SIGMA,
     BURGERS_TAU,
-    etdrk4_coefficients,
 )
-from sciml.data._grf import grf  # noqa: E402
+from sciml.data._solvers.etdrk4 import etdrk4_coefficients  # noqa: E402
 
 
 def numpy_burgers(u0, nu, t_final, num_steps, fft=np.fft, **fft_kwargs):

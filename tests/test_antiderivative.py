@@ -18,7 +18,7 @@ from sciml.data import (
     sample_gp_antiderivative,
     to_deeponet,
 )
-from sciml.data._antiderivative import _series, gp_spectrum
+from sciml.data._recipes.antiderivative import _series, gp_spectrum
 from sciml.operators import DeepONet
 
 ELL = 0.2

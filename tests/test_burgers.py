@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 from scipy.special import ive
 
-from sciml.data._burgers import (
-    ETDRK4,
+from sciml.data._grf import grf, grf_eigenvalues
+from sciml.data._recipes.burgers import (
     burgers_recipe_info,
     burgers_recipe_sample,
-    burgers_solve,
-    etdrk4_coefficients,
     generate_burgers,
 )
-from sciml.data._grf import grf, grf_eigenvalues
+from sciml.data._solvers.burgers import burgers_solve
+from sciml.data._solvers.etdrk4 import ETDRK4, etdrk4_coefficients
 
 
 def _relative_l2(u, ref):

@@ -45,7 +45,9 @@ def test_recipe_entries_match_their_functions(name):
 
 
 def test_recipe_cost_reads_the_generators_defaults():
-    from sciml.data import _burgers, _navier_stokes, _recipes
+    from sciml.data._recipes import burgers as _burgers
+    from sciml.data._recipes import darcy as _recipes
+    from sciml.data._recipes import navier_stokes as _navier_stokes
 
     assert (
         catalogue.get_recipe("darcy").generation_cost(1, 85, {})[0]

@@ -8,14 +8,14 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from sciml.data._darcy import darcy_solve, darcy_solve_with_stats
 from sciml.data._grf import grf
-from sciml.data._recipes import (
+from sciml.data._recipes.darcy import (
     darcy_recipe_info,
     darcy_recipe_sample,
     darcy_resolutions,
     generate_darcy,
 )
+from sciml.data._solvers.darcy import darcy_solve, darcy_solve_with_stats
 
 
 def _scipy_solve(a, f):

@@ -671,7 +671,7 @@ import json, sys, time
 from sciml._app.budget import check_run_budget
 from sciml._app.config import ConfigError, load_config
 # what any run imports, whatever its sizes
-import sciml._app.experiment, sciml._app.operator_run, sciml.data._generate
+import sciml._app.experiment, sciml._app.operator_run, sciml.data._recipes.generate
 
 for line in sys.stdin:
     path, overrides = json.loads(line)

@@ -12,14 +12,8 @@ from sciml.data import (
     navier_stokes_recipe_sample,
     navier_stokes_solve,
 )
-from sciml.data._navier_stokes import (
-    NS_SIGMA,
-    _advection,
-    _initial_vorticity,
-    _Operators,
-    _recipe_forcing,
-    _velocity_hat,
-)
+from sciml.data._recipes.navier_stokes import NS_SIGMA, _initial_vorticity, _recipe_forcing
+from sciml.data._solvers.navier_stokes import _advection, _Operators, _velocity_hat
 
 SCHEMES = ("cn_ab2", "euler_cn")
 

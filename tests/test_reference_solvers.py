@@ -12,7 +12,7 @@ from sciml.data import (
     nonlinear_diffusion_reference,
     nonlinear_diffusion_solve,
 )
-from sciml.data._porous import _spinn_initial
+from sciml.data._solvers.porous import _spinn_initial
 
 
 def _relative_l2(u, ref):

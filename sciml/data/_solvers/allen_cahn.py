@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._burgers import ETDRK4, _check_float
-from ._checks import check_save_at, real_float_array
-from ._recipes import _check_dtype, _check_int
+from ..._validate import check_int, max_steps
+from .._checks import check_dtype, check_real, check_save_at, real_float_array
+from .etdrk4 import ETDRK4
 
 # The benchmark: u_t - 1e-4 u_xx + 5 u^3 - 5 u = 0 on x in [-1, 1] (periodic), t in [0, 1],
 # u(0, x) = x^2 cos(pi x) (Raissi et al. 2019; JAX-PI's examples/allen_cahn).
@@ -37,13 +37,6 @@ DEFAULT_DT = 1e-3
 AC_SOLVE_RESOLUTION = 8192
 # Largest denominator tried when the default step count is fitted to the saved times.
 _MAX_DENOMINATOR = 10**6
-
-
-def _max_steps(num_steps: int) -> int:
-    # The loop runs exactly `num_steps` steps (checked); `max_steps` only bounds it (and sets
-    # the checkpoints of reverse mode). Rounding it up to a power of two >= 1024 lets solves
-    # with other step counts reuse the compiled program.
-    return max(1024, 1 << (num_steps - 1).bit_length())
 
 
 def _check_u0(u0):
@@ -68,7 +61,7 @@ def _step_count(t_final, num_steps, save_at):
     """The number of equal steps and the step index of every saved time."""
     if t_final == 0:
         if num_steps is not None:
-            _check_int("num_steps", num_steps)
+            check_int("num_steps", num_steps)
         return 0, None if save_at is None else np.zeros(save_at.shape, int)
     if num_steps is None:
         num_steps = max(1, math.ceil(t_final / DEFAULT_DT * (1 - 1e-12)))
@@ -90,7 +83,7 @@ def _step_count(t_final, num_steps, save_at):
                 )
             num_steps = q * math.ceil(num_steps / q)
     else:
-        num_steps = _check_int("num_steps", num_steps)
+        num_steps = check_int("num_steps", num_steps)
     if save_at is None:
         return num_steps, None
     h = t_final / num_steps
@@ -166,10 +159,10 @@ def allen_cahn_solve(
     SIAM J. Sci. Comput. 26 (2005).
     """
     u0 = _check_u0(u0)
-    eps = _check_float("eps", eps, nonnegative=True)
-    gamma = _check_float("gamma", gamma, nonnegative=True)
-    t_final = _check_float("t_final", t_final, nonnegative=True)
-    length = _check_float("length", length, positive=True)
+    eps = check_real("eps", eps, nonnegative=True)
+    gamma = check_real("gamma", gamma, nonnegative=True)
+    t_final = check_real("t_final", t_final, nonnegative=True)
+    length = check_real("length", length, positive=True)
     if save_at is not None:
         save_at = check_save_at(save_at, t_final)
     num_steps, save_steps = _step_count(t_final, num_steps, save_at)
@@ -190,7 +183,8 @@ def allen_cahn_solve(
         jnp.asarray(t_final, time_dtype),
         jnp.asarray(num_steps),
         times,
-        _max_steps(num_steps),
+        # The loop runs exactly `num_steps` steps (checked); `max_steps` only bounds it.
+        max_steps(num_steps, 1024),
     )
 
 
@@ -274,11 +268,11 @@ def allen_cahn_reference(
     `(x, t, u)`: `x` of shape `(resolution,)` (`resolution + 1` with `endpoint`), `t` of shape
     `(num_times,)` and `u` of shape `(num_times, len(x))`, `u[i, j]` $= u(t_i, x_j)$.
     """
-    resolution = _check_int("resolution", resolution, 2)
-    num_times = _check_int("num_times", num_times, 2)
+    resolution = check_int("resolution", resolution, 2)
+    num_times = check_int("num_times", num_times, 2)
     if solve_resolution is None:
         solve_resolution = resolution * math.ceil(AC_SOLVE_RESOLUTION / resolution)
-    solve_resolution = _check_int("solve_resolution", solve_resolution, 4)
+    solve_resolution = check_int("solve_resolution", solve_resolution, 4)
     if solve_resolution % resolution:
         raise ValueError(
             f"`solve_resolution` must be a multiple of `resolution` = {resolution} (the output "
@@ -286,7 +280,7 @@ def allen_cahn_reference(
         )
     if not isinstance(endpoint, bool):
         raise ValueError(f"`endpoint` must be a bool, got {endpoint!r}.")
-    dtype = _check_dtype(dtype)
+    dtype = check_dtype(dtype)
     x = -1 + 2 * np.arange(solve_resolution, dtype=np.float64) / solve_resolution
     t = np.linspace(0.0, AC_T_FINAL, num_times)
     u = allen_cahn_solve(

@@ -9,11 +9,12 @@ import lineax as lx
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from .._validate import ArgumentError
-from ._grf import dst1
+from ..._validate import ArgumentError
+from .._grf import dst1
 
 
-def _default_rtol(dtype) -> float:
+def default_rtol(dtype) -> float:
+    """The default CG tolerance of [`darcy_solve`][] in `dtype`."""
     return 1e-10 if jnp.finfo(dtype).bits >= 64 else 1e-5
 
 
@@ -81,7 +82,7 @@ def darcy_solve_with_stats(
     """As [`darcy_solve`][], but also returns the number of CG iterations taken."""
     a, f, dtype = _check_inputs(a, f)
     if rtol is None:
-        rtol = _default_rtol(dtype)
+        rtol = default_rtol(dtype)
     if atol is None:
         atol = rtol
     return _solve(a, f, float(rtol), float(atol), int(max_steps))

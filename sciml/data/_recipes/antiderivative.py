@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .._validate import ArgumentError
-from ._recipes import _check_dtype, _check_int
+from ..._validate import ArgumentError, check_int
+from .._checks import check_dtype
 
 ANTIDERIVATIVE_LENGTH_SCALE = 0.2
 ANTIDERIVATIVE_NUM_POINTS = 100
@@ -64,7 +64,7 @@ def _check_length_scale(length_scale) -> float:
 
 
 def _check_num_points(num_points) -> int:
-    return _check_int("num_points", num_points, 2)
+    return check_int("num_points", num_points, 2)
 
 
 def gp_spectrum(length_scale: float = ANTIDERIVATIVE_LENGTH_SCALE) -> dict[str, Any]:
@@ -176,7 +176,7 @@ def antiderivative_recipe_sample(
     `(u, s)`, each of shape `(num_points,)`.
     """
     num_points = _check_num_points(num_points)
-    points = jnp.linspace(0.0, 1.0, num_points, dtype=_check_dtype(dtype))
+    points = jnp.linspace(0.0, 1.0, num_points, dtype=check_dtype(dtype))
     return sample_gp_antiderivative(key, points, length_scale=length_scale)
 
 
@@ -221,11 +221,11 @@ def generate_antiderivative(
     (channels first) with `c = chunk_size` except possibly for the last chunk. Arguments are
     checked at once, the samples are computed lazily.
     """
-    n = _check_int("n", n)
-    chunk_size = _check_int("chunk_size", chunk_size)
+    n = check_int("n", n)
+    chunk_size = check_int("chunk_size", chunk_size)
     num_points = _check_num_points(num_points)
     length_scale = _check_length_scale(length_scale)
-    dtype = _check_dtype(dtype)
+    dtype = check_dtype(dtype)
     keys = jax.random.split(key, n)
     chunk_size = min(int(chunk_size), n)
 
@@ -285,7 +285,7 @@ def antiderivative_recipe_info(
         },
         "grid": "nodes x_i = i / (m - 1), i = 0..m-1: sensors of u and query points of s",
         "num_points": num_points,
-        "dtype": np.dtype(_check_dtype(dtype)).name,
+        "dtype": np.dtype(check_dtype(dtype)).name,
         "keys": "sample i uses jax.random.split(key, n)[i]",
         "stored_dtype": "float32",
     }

@@ -1,4 +1,4 @@
-"""Dataset recipes: the FNO paper's Darcy flow data (Li et al., ICLR 2021, Section 5.2)."""
+"""The FNO paper's Darcy flow data set (Li et al., ICLR 2021, Section 5.2)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._validate import ArgumentError
-from ._darcy import _default_rtol, darcy_solve
-from ._grf import grf
+from ..._validate import ArgumentError, check_int
+from .._checks import check_dtype
+from .._grf import grf
+from .._solvers.darcy import darcy_solve, default_rtol
 
 # The recipe's constants (FNO paper, Section 5.2 and its data-generation code).
 DARCY_ALPHA = 2.0
@@ -39,7 +40,7 @@ def darcy_resolutions(resolution: int, solve_resolution: int | None = None) -> t
     `(solve_resolution, r)` with `solve_resolution - 1 = r * (resolution - 1)`, so that every
     `r`-th node of the solve grid is a node of the sample grid.
     """
-    resolution = _check_int("resolution", resolution, 3)
+    resolution = check_int("resolution", resolution, 3)
     if solve_resolution is None:
         stride = max(1, math.ceil((DARCY_MIN_SOLVE_RESOLUTION - 1) / (resolution - 1)))
         return (resolution - 1) * stride + 1, stride
@@ -126,29 +127,6 @@ def _darcy_chunk(keys, resolution, solve_resolution, zero_mean, dtype, batched):
     return jax.lax.map(sample, keys)
 
 
-def _check_int(name: str, value, minimum: int = 1) -> int:
-    """`value` as an int, or a one-line error naming the argument: ints >= `minimum` only."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ArgumentError(f"`{name}` must be an int >= {minimum}, got {value!r}.", argument=name)
-    return int(value)
-
-
-def _check_dtype(dtype) -> str:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ArgumentError(f"`dtype` must be float32 or float64, got {dtype!r}.", argument="dtype")
-    if dt == np.float64 and not jax.config.read("jax_enable_x64"):
-        raise ArgumentError(
-            "`dtype` float64 needs jax_enable_x64 (e.g. `jax.config.update('jax_enable_x64', "
-            "True)`), which is off.",
-            argument="dtype",
-        )
-    return dt.name
-
-
 def generate_darcy(
     key: PRNGKeyArray,
     n: int,
@@ -181,10 +159,10 @@ def generate_darcy(
     `(c, resolution, resolution)` with `c = chunk_size` except possibly for the last chunk.
     Arguments are checked at once, the samples are computed lazily.
     """
-    n = _check_int("n", n)
-    chunk_size = _check_int("chunk_size", chunk_size)
+    n = check_int("n", n)
+    chunk_size = check_int("chunk_size", chunk_size)
     solve_resolution, _ = darcy_resolutions(resolution, solve_resolution)
-    dtype = _check_dtype(dtype)
+    dtype = check_dtype(dtype)
     keys = jax.random.split(key, int(n))
     chunk_size = min(int(chunk_size), int(n))
     batched = jax.default_backend() != "cpu"
@@ -260,7 +238,7 @@ def darcy_recipe_info(
         "solver": {
             "method": "conjugate gradients (lineax.CG), stopping on the recursive residual",
             "preconditioner": "exact inverse of min(a) * (-discrete Laplacian) via DST-I",
-            "rtol": _default_rtol(np.dtype(dtype)),
+            "rtol": default_rtol(np.dtype(dtype)),
             "dtype": dtype,
         },
         "keys": "sample i uses jax.random.split(key, n)[i]",

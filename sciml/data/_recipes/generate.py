@@ -11,10 +11,10 @@ from typing import Any
 
 import jax
 
-from .._catalogue import RECIPES as RECIPES
-from .._catalogue import Recipe as Recipe
-from .._catalogue import get_recipe as get_recipe
-from ._io import write_dataset
+from ..._catalogue import RECIPES as RECIPES
+from ..._catalogue import Recipe as Recipe
+from ..._catalogue import get_recipe as get_recipe
+from .._io import write_dataset
 
 
 def make_dataset(

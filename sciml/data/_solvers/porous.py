@@ -14,9 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._burgers import _check_float
-from ._checks import check_save_at, real_float_array
-from ._recipes import _check_dtype, _check_int
+from ..._validate import check_int
+from .._checks import check_dtype, check_real, check_save_at, real_float_array
 
 # The benchmark (Cho et al. 2023, SPINN, diffusion3d; Kang et al. 2025, PIG, Sec. 4.2.4).
 ND_ALPHA = 0.05
@@ -127,14 +126,14 @@ def nonlinear_diffusion_solve(
     Appl. 62 (2011); Cho et al., "Separable physics-informed neural networks", NeurIPS 2023.
     """
     u0 = _check_u0(u0)
-    alpha = _check_float("alpha", alpha, nonnegative=True)
-    t_final = _check_float("t_final", t_final, nonnegative=True)
+    alpha = check_real("alpha", alpha, nonnegative=True)
+    t_final = check_real("t_final", t_final, nonnegative=True)
     time_dtype = jnp.result_type(float)
     dtype = jnp.result_type(u0.dtype, time_dtype)  # diffrax promotes the state to time's dtype
     tolerance = DEFAULT_TOLERANCE if dtype == jnp.float64 else DEFAULT_TOLERANCE_FLOAT32
-    rtol = tolerance if rtol is None else _check_float("rtol", rtol, positive=True)
-    atol = tolerance if atol is None else _check_float("atol", atol, positive=True)
-    max_steps = _check_int("max_steps", max_steps)
+    rtol = tolerance if rtol is None else check_real("rtol", rtol, positive=True)
+    atol = tolerance if atol is None else check_real("atol", atol, positive=True)
+    max_steps = check_int("max_steps", max_steps)
     if source is not None and not callable(source):
         raise ValueError(f"`source` must be None or a callable source(t, x, y), got {source!r}.")
     if save_at is not None:
@@ -245,15 +244,15 @@ def nonlinear_diffusion_reference(
     `u` of shape `(num_times, resolution + 1, resolution + 1)`, `u[k, i, j]` $= u(t_k, x_i,
     y_j)$.
     """
-    resolution = _check_int("resolution", resolution, 2)
-    num_times = _check_int("num_times", num_times, 2)
+    resolution = check_int("resolution", resolution, 2)
+    num_times = check_int("num_times", num_times, 2)
     if initial not in INITIAL_CONDITIONS:
         raise ValueError(f"`initial` must be one of {INITIAL_CONDITIONS}, got {initial!r}.")
     if not isinstance(richardson, bool):
         raise ValueError(f"`richardson` must be a bool, got {richardson!r}.")
     if solve_resolution is None:
         solve_resolution = 4 * resolution
-    solve_resolution = _check_int("solve_resolution", solve_resolution, 2)
+    solve_resolution = check_int("solve_resolution", solve_resolution, 2)
     multiple = 2 * resolution if richardson else resolution
     if solve_resolution % multiple:
         raise ValueError(
@@ -261,7 +260,7 @@ def nonlinear_diffusion_reference(
             f"{'2 * ' if richardson else ''}resolution: the output nodes must be nodes of the "
             f"solve grid{'s' if richardson else ''}), got {solve_resolution}."
         )
-    dtype = _check_dtype(dtype)
+    dtype = check_dtype(dtype)
     t = np.linspace(0.0, ND_T_FINAL, num_times)
 
     def solve(n):
