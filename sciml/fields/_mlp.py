@@ -11,20 +11,12 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from .._dtypes import check_floating_dtype, default_floating_dtype
+from .._validate import check_floating_dtype, check_int, default_floating_dtype
 
 # The standard deviation of a standard normal truncated to [-2, 2] (as in `jax.nn.initializers`).
 _TRUNCATED_STD = 0.87962566103423978
-
-
-def _check_int(cls_name: str, name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(
-            f"`{cls_name}` got `{name}={value!r}`, but it must be an int >= {minimum}."
-        )
-    return int(value)
 
 
 def _check_out_dim(cls_name: str, out_dim) -> "int | Literal['scalar']":
@@ -221,8 +213,8 @@ class MLP(eqx.Module):
         fourier_scale: float = 1.0,
         periodic: Sequence[float | None] | None = None,
         periodic_harmonics: int = 1,
-        input_lower: float | Sequence[float] | Float[ArrayLike, " in_dim"] | None = None,
-        input_upper: float | Sequence[float] | Float[ArrayLike, " in_dim"] | None = None,
+        input_lower: int | float | Sequence[int | float] | Real[ArrayLike, " in_dim"] | None = None,
+        input_upper: int | float | Sequence[int | float] | Real[ArrayLike, " in_dim"] | None = None,
         dtype=None,
     ):
         """**Arguments:**
@@ -246,14 +238,14 @@ class MLP(eqx.Module):
         - `dtype`: real floating dtype of the parameters; defaults to JAX's default float dtype.
         """
         name = "MLP"
-        self.in_dim = _check_int(name, "in_dim", in_dim, 1)
+        self.in_dim = check_int("in_dim", in_dim, 1, owner=name)
         self.out_dim = _check_out_dim(name, out_dim)
-        self.width = _check_int(name, "width", width, 1)
-        self.depth = _check_int(name, "depth", depth, 0)
+        self.width = check_int("width", width, 1, owner=name)
+        self.depth = check_int("depth", depth, 0, owner=name)
         self.activation = _check_activation(name, activation)
         dtype = check_floating_dtype(name, dtype)
         self.periodic = _check_periodic(name, periodic, self.in_dim)
-        self.periodic_harmonics = _check_int(name, "periodic_harmonics", periodic_harmonics, 1)
+        self.periodic_harmonics = check_int("periodic_harmonics", periodic_harmonics, 1, owner=name)
         if self.periodic is None and self.periodic_harmonics != 1:
             raise ValueError(
                 f"`MLP` got `periodic_harmonics={periodic_harmonics!r}` but `periodic=None`: "
@@ -271,7 +263,7 @@ class MLP(eqx.Module):
                 name, ("input_lower", "input_upper"), input_lower, input_upper, self.in_dim
             )
         if fourier_features is not None:
-            fourier_features = _check_int(name, "fourier_features", fourier_features, 1)
+            fourier_features = check_int("fourier_features", fourier_features, 1, owner=name)
         fourier_scale = _check_positive(name, "fourier_scale", fourier_scale)
         if fourier_features is None and fourier_scale != 1.0:
             raise ValueError(

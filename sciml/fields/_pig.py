@@ -12,17 +12,16 @@ import jax.numpy as jnp
 import jax.random as jr
 import jax.scipy.linalg as jsl
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
+from .._validate import check_floating_dtype, check_int
 from ._mlp import (
     MLP,
     _check_box,
-    _check_int,
     _check_out_dim,
     _check_point,
     _check_positive,
     _per_coordinate,
-    check_floating_dtype,
 )
 
 COVARIANCES = ("diagonal", "full")
@@ -142,9 +141,9 @@ class PIG(eqx.Module):
         layers: int = 2,
         covariance: Literal["diagonal", "full"] = "diagonal",
         parametrization: Literal["cholesky", "rotation"] | None = None,
-        lower: float | Sequence[float] | Float[ArrayLike, " in_dim"] = 0.0,
-        upper: float | Sequence[float] | Float[ArrayLike, " in_dim"] = 1.0,
-        init_sigma: float | Sequence[float] | Float[ArrayLike, " in_dim"] | None = None,
+        lower: int | float | Sequence[int | float] | Real[ArrayLike, " in_dim"] = 0.0,
+        upper: int | float | Sequence[int | float] | Real[ArrayLike, " in_dim"] = 1.0,
+        init_sigma: int | float | Sequence[int | float] | Real[ArrayLike, " in_dim"] | None = None,
         init_feature_std: float = 0.01,
         activation: Callable[[Array], Array] = jnp.tanh,
         dtype=None,
@@ -170,12 +169,12 @@ class PIG(eqx.Module):
         - `dtype`: real floating dtype of the parameters; defaults to JAX's default float dtype.
         """
         name = "PIG"
-        self.in_dim = _check_int(name, "in_dim", in_dim, 1)
+        self.in_dim = check_int("in_dim", in_dim, 1, owner=name)
         self.out_dim = _check_out_dim(name, out_dim)
-        self.num_gaussians = _check_int(name, "num_gaussians", num_gaussians, 1)
-        self.feature_dim = _check_int(name, "feature_dim", feature_dim, 1)
-        hidden = _check_int(name, "hidden", hidden, 1)
-        layers = _check_int(name, "layers", layers, 0)
+        self.num_gaussians = check_int("num_gaussians", num_gaussians, 1, owner=name)
+        self.feature_dim = check_int("feature_dim", feature_dim, 1, owner=name)
+        hidden = check_int("hidden", hidden, 1, owner=name)
+        layers = check_int("layers", layers, 0, owner=name)
         dtype = check_floating_dtype(name, dtype)
         if covariance not in COVARIANCES:
             raise ValueError(

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._dtypes import check_floating_dtype
+from .._validate import check_floating_dtype
 from ._base import AbstractOperator
 from ._spectral import SpectralConv, _check_channels, _check_modes, check_grid
 

@@ -13,7 +13,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._dtypes import check_floating_dtype
+from .._validate import check_floating_dtype
 from ._base import AbstractOperator
 from ._spectral import _check_channels
 

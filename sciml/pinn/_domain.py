@@ -17,7 +17,8 @@ import jax.scipy.special as jss
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._sampling import METHODS, cell_centres, check_count, check_method, grid_side, unit_cube
+from .._validate import positive_int
+from ._sampling import METHODS, cell_centres, check_method, grid_side, unit_cube
 
 Face = tuple[int, int]  # (axis, side): side 0 is the lower face x[axis] = lower[axis], 1 the upper
 
@@ -111,7 +112,7 @@ class Box(AbstractDomain):
         return lower + (upper - lower) * u
 
     def sample_interior(self, key, n, method="uniform", *, dtype=None):
-        n, method = check_count("n", n), check_method(method)
+        n, method = positive_int("n", n), check_method(method)
         return self._scale(unit_cube(key, n, self.dim, method, dtype))
 
     def all_faces(self) -> tuple[Face, ...]:
@@ -120,7 +121,7 @@ class Box(AbstractDomain):
     def sample_boundary(self, key, n, method="uniform", *, dtype=None, faces=None):
         """`n` points on the union of `faces` (default: all), a sequence of `(axis, side)`
         pairs, side 0 for `x[axis] = lower[axis]` and 1 for `upper[axis]`."""
-        n, method = check_count("n", n), check_method(method)
+        n, method = positive_int("n", n), check_method(method)
         faces = self._check_faces(faces)
         d = self.dim
         extent = np.subtract(self.upper, self.lower)
@@ -217,7 +218,7 @@ class Ball(AbstractDomain):
         if center is None:
             if dim is None:
                 raise ValueError("`Ball` needs `center` or `dim`, got neither.")
-            center = (0.0,) * check_count("dim", dim)
+            center = (0.0,) * positive_int("dim", dim)
         self.center = _floats("center", center)
         if not (isinstance(radius, int | float) and math.isfinite(radius) and radius > 0):
             raise ValueError(f"`radius` must be a positive number, got {radius!r}.")
@@ -242,7 +243,7 @@ class Ball(AbstractDomain):
         return g / jnp.linalg.norm(g, axis=-1, keepdims=True)
 
     def sample_interior(self, key, n, method="uniform", *, dtype=None):
-        n = check_count("n", n)
+        n = positive_int("n", n)
         method = check_method(method, ("uniform", "sobol", "lhs"))
         dir_key, r_key = jax.random.split(key)
         if method == "uniform":
@@ -258,7 +259,7 @@ class Ball(AbstractDomain):
         return jnp.asarray(self.center, directions.dtype) + r * directions
 
     def sample_boundary(self, key, n, method="uniform", *, dtype=None):
-        n = check_count("n", n)
+        n = positive_int("n", n)
         method = check_method(method, ("uniform", "sobol", "lhs"))
         directions = self._directions(key, n, method, dtype)
         return jnp.asarray(self.center, directions.dtype) + self.radius * directions
@@ -324,7 +325,7 @@ class SpaceTime(AbstractDomain):
     def sample_interior(self, key, n, method="uniform", *, dtype=None):
         if isinstance(self.space, Box):
             return self._box().sample_interior(key, n, method, dtype=dtype)
-        n = check_count("n", n)
+        n = positive_int("n", n)
         method = check_method(method, ("uniform", "sobol", "lhs"))
         space_key, time_key = jax.random.split(key)
         x = self.space.sample_interior(space_key, n, method, dtype=dtype)
@@ -338,7 +339,7 @@ class SpaceTime(AbstractDomain):
         if isinstance(self.space, Box):
             spatial = [(a, s) for a in range(self.space.dim) for s in (0, 1)]
             return self._box().sample_boundary(key, n, method, dtype=dtype, faces=spatial)
-        n = check_count("n", n)
+        n = positive_int("n", n)
         method = check_method(method, ("uniform", "sobol", "lhs"))
         space_key, time_key = jax.random.split(key)
         x = self.space.sample_boundary(space_key, n, method, dtype=dtype)

@@ -8,9 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._validate import positive_int
 from ._conditions import AbstractCondition
 from ._domain import AbstractDomain, SpaceTime
-from ._sampling import check_count, check_method
+from ._sampling import check_method
 
 RESIDUAL = "residual"
 
@@ -63,7 +64,7 @@ class Problem(eqx.Module):
         if self.causal_chunks is not None:
             if not isinstance(self.domain, SpaceTime):
                 raise ValueError("`causal_chunks` needs a `SpaceTime` domain.")
-            check_count("causal_chunks", self.causal_chunks)
+            positive_int("causal_chunks", self.causal_chunks)
         if self.reference is not None and len(self.reference) != 2:
             raise ValueError("`reference` must be a pair (points, values).")
 
@@ -101,7 +102,7 @@ class Problem(eqx.Module):
         points = {}
         for i, name in enumerate(self.terms):
             m = method[name] if isinstance(method, Mapping) else method
-            n = check_count(f"num_points[{name!r}]", num_points[name])
+            n = positive_int(f"num_points[{name!r}]", num_points[name])
             k = jax.random.fold_in(key, i)
             if name == RESIDUAL:
                 points[name] = self.domain.sample_interior(k, n, check_method(m), dtype=dtype)

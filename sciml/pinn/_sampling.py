@@ -21,12 +21,6 @@ def check_method(method: str, allowed: tuple[str, ...] = METHODS) -> str:
     return method
 
 
-def check_count(name: str, n) -> int:
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {n!r}.")
-    return int(n)
-
-
 def grid_side(n: int, dim: int, name: str = "n") -> int:
     """The number of points per axis of a grid of `n = m^dim` points (`ValueError` otherwise)."""
     m = max(1, round(n ** (1.0 / dim)))

@@ -17,6 +17,7 @@ from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from .. import _signals
 from .._progress import progress_bar
+from .._validate import positive_int
 from ..train import (
     init_optimizer,
     plot_history,
@@ -52,14 +53,6 @@ from ._adaptive import grad_norm_weights, rad_resample
 from ._problem import RESIDUAL, Problem
 
 BALANCING = ("fixed", "grad_norm")
-
-
-def _positive(name: str, value: Any, allow_zero: bool = False) -> int:
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
-    if not ok or value < (0 if allow_zero else 1):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"`{name}` must be a {kind} integer, got {value!r}.")
-    return int(value)
 
 
 def _strong(tree: PyTree) -> PyTree:
@@ -304,17 +297,17 @@ def solve(
     `eval_relative_l2`, `lr` where known (times `lr_factor`, recorded after a rollback),
     `skipped_steps` (policy `"skip"`, when any) and `time_s`.
     """
-    steps = _positive("steps", steps, allow_zero=True)
-    lbfgs_steps = _positive("lbfgs_steps", lbfgs_steps, allow_zero=True)
+    steps = positive_int("steps", steps, allow_zero=True)
+    lbfgs_steps = positive_int("lbfgs_steps", lbfgs_steps, allow_zero=True)
     if steps + lbfgs_steps == 0:
         raise ValueError("`solve` needs `steps` or `lbfgs_steps` > 0, got both 0.")
-    eval_every = _positive("eval_every", eval_every)
-    checkpoint_every = _positive("checkpoint_every", checkpoint_every or eval_every)
+    eval_every = positive_int("eval_every", eval_every)
+    checkpoint_every = positive_int("checkpoint_every", checkpoint_every or eval_every)
     if resample_every is not None:
-        resample_every = _positive("resample_every", resample_every)
+        resample_every = positive_int("resample_every", resample_every)
     if balancing not in BALANCING:
         raise ValueError(f"`balancing` must be one of {BALANCING}, got {balancing!r}.")
-    balance_every = _positive("balance_every", balance_every)
+    balance_every = positive_int("balance_every", balance_every)
     if adaptive is not None:
         unknown = set(adaptive) - {"pool", "k", "c"}
         if unknown:

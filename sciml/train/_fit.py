@@ -18,6 +18,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from .. import _signals
 from .._progress import progress_bar
+from .._validate import positive_int
 from ._batching import _batch_indices, _check_arrays, _check_batch_size, _iterate, num_batches
 from ._checkpoint import (
     history_digest,
@@ -33,7 +34,6 @@ from ._lifecycle import (
     last_learning_rate,
     nonfinite_options,
     open_run,
-    positive_int,
     released_on_error,
     restore_history,
     stop_unless_rollback,

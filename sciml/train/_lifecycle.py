@@ -13,18 +13,13 @@ import numpy as np
 import optax
 
 from .._atomic import RunLock, append_line, atomic_write_bytes, remove_temporaries
+from .._validate import positive_int
 from ._checkpoint import history_digest, latest_checkpoint
 from ._sharding import is_writer, sync
 
 POLICIES = ("stop", "rollback", "skip")
 # Non-finite parameters are already in the model: they cannot be skipped.
 UNSKIPPABLE = ("parameter update", "initial parameters")
-
-
-def positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 def nonfinite_options(

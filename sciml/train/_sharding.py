@@ -20,6 +20,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import PyTree
 
+from .._validate import positive_int
+
 DATA = "data"
 MODEL = "model"
 
@@ -36,12 +38,6 @@ def sync(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
-
-
-def _check_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    return int(value)
 
 
 def make_mesh(
@@ -69,8 +65,8 @@ def make_mesh(
     starts gives eight devices, and `make_mesh()` a mesh of 8 x 1.
     """
     devices = list(jax.devices() if devices is None else devices)
-    n = len(devices) if num_devices is None else _check_int("num_devices", num_devices)
-    model = _check_int("model", model)
+    n = len(devices) if num_devices is None else positive_int("num_devices", num_devices)
+    model = positive_int("model", model)
     if n > len(devices):
         raise ValueError(
             f"`num_devices` = {n} exceeds the {len(devices)} available device(s) "
@@ -182,7 +178,7 @@ def shard_params(tree: PyTree, mesh: Mesh, *, min_size: int = 2**18) -> PyTree:
     The pytree with its arrays on the mesh.
     """
     _check_mesh(mesh)
-    min_size = _check_int("min_size", min_size)
+    min_size = positive_int("min_size", min_size)
 
     def place(x):
         if not eqx.is_array(x) or _on(x, mesh):
