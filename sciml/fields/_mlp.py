@@ -194,6 +194,7 @@ class MLP(eqx.Module):
     out_dim: int | Literal["scalar"] = eqx.field(static=True)
     width: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
+    # Static: a model's leaves are its arrays only, so it can go to `jax.jit`/`jax.grad` as is.
     activation: Callable[[Array], Array] = eqx.field(static=True)
     periodic: tuple[float | None, ...] | None = eqx.field(static=True)
     periodic_harmonics: int = eqx.field(static=True)

@@ -54,6 +54,7 @@ class _MLP(eqx.Module):
 
     weights: tuple[Float[Array, "out in"], ...]
     biases: tuple[Float[Array, " out"], ...]
+    # Static: a model's leaves are its arrays only, so it can go to `jax.jit`/`jax.grad` as is.
     activation: Callable[[Array], Array] = eqx.field(static=True)
     final_activation: bool = eqx.field(static=True)
 

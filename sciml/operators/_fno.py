@@ -99,6 +99,7 @@ class FNO(AbstractOperator):
     modes: tuple[int, ...] = eqx.field(static=True)
     width: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
+    # Static: a model's leaves are its arrays only, so it can go to `jax.jit`/`jax.grad` as is.
     activation: Callable[[Array], Array] = eqx.field(static=True)
     grid_features: bool = eqx.field(static=True)
     padding: tuple[int | float, ...] = eqx.field(static=True)

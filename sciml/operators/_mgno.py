@@ -319,6 +319,7 @@ class MgNO(AbstractOperator):
     padding: str = eqx.field(static=True)
     smoothing_steps: tuple[int, ...] = eqx.field(static=True)
     post_smoothing_steps: tuple[int, ...] = eqx.field(static=True)
+    # Static: a model's leaves are its arrays only, so it can go to `jax.jit`/`jax.grad` as is.
     activation: Callable[[Array], Array] = eqx.field(static=True)
 
     def __init__(

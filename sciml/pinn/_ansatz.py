@@ -28,6 +28,9 @@ class HardConstraint(eqx.Module):
     """
 
     network: Callable
+    # Static: a model's leaves are its arrays only, so that it can be passed to `jax.jit` and
+    # `jax.grad` directly; and a number `value` as a leaf would be one more entry in every
+    # checkpoint (`eqx.tree_serialise_leaves` writes numbers): earlier ones would not load.
     distance: Callable = eqx.field(static=True)
     value: float | Callable = eqx.field(static=True, default=0.0)
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._domain import AbstractDomain, Box, SpaceTime
 
@@ -56,7 +56,7 @@ class Dirichlet(AbstractCondition):
         boundary; for space-time boxes, the spatial faces).
     """
 
-    value: float | Callable = eqx.field(static=True, default=0.0)
+    value: ArrayLike | Callable = 0.0
     faces: tuple | None = eqx.field(static=True, default=None)
 
     def sample(self, domain, key, n, method, dtype=None):
@@ -76,7 +76,7 @@ class Neumann(AbstractCondition):
     **Arguments:** as for `Dirichlet`.
     """
 
-    value: float | Callable = eqx.field(static=True, default=0.0)
+    value: ArrayLike | Callable = 0.0
     faces: tuple | None = eqx.field(static=True, default=None)
 
     def sample(self, domain, key, n, method, dtype=None):
@@ -140,8 +140,8 @@ class Initial(AbstractCondition):
     - `velocity`: `None`, a number or a function of the point.
     """
 
-    value: float | Callable = eqx.field(static=True, default=0.0)
-    velocity: float | Callable | None = eqx.field(static=True, default=None)
+    value: ArrayLike | Callable = 0.0
+    velocity: ArrayLike | Callable | None = None
 
     def sample(self, domain, key, n, method, dtype=None):
         if not isinstance(domain, SpaceTime):

@@ -44,10 +44,10 @@ class Problem(eqx.Module):
         trained only once earlier ones are resolved. `causal_chunks=None` turns it off.
     """
 
-    residual: Callable = eqx.field(static=True)
+    residual: Callable
     domain: AbstractDomain
     conditions: dict[str, AbstractCondition]
-    exact: Callable | None = eqx.field(static=True, default=None)
+    exact: Callable | None = None
     reference: tuple[Array, Array] | None = None
     causal_chunks: int | None = eqx.field(static=True, default=None)
     causal_tolerance: float = eqx.field(static=True, default=1.0)
