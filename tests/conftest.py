@@ -71,3 +71,26 @@ def once_per_run(tmp_path_factory):
         return path
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _untyped(request):
+    """Tests marked `untyped` run without jaxtyping's runtime type checks.
+
+    The suite runs with `--jaxtyping-packages=sciml,beartype.beartype` (pyproject.toml), so a
+    call whose arguments disagree with sciml's annotations fails in the checker. A few tests
+    pass a wrongly-typed argument on purpose, to check the message sciml itself gives to a
+    user who runs without the checker; only those carry the marker. jaxtyping reads
+    `jaxtyping_disable` at every call, so switching it here is enough.
+    """
+    if request.node.get_closest_marker("untyped") is None:
+        yield
+        return
+    import jaxtyping
+
+    before = jaxtyping.config.jaxtyping_disable
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", before)

@@ -364,6 +364,7 @@ def test_pod_trunk_errors(getkey):
         mlp.evaluate_grid(np.zeros(5), None)
 
 
+@pytest.mark.untyped
 def test_deeponet_argument_and_shape_errors(getkey):
     kwargs = dict(branch_widths=(4,), trunk_widths=(4,), basis=3, key=getkey())
     with pytest.raises(ValueError, match="`DeepONet`.*multi_output"):

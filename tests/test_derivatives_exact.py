@@ -389,6 +389,7 @@ def test_forward_laplacian_unsupported_primitive():
 # --- input validation ---------------------------------------------------------------------------
 
 
+@pytest.mark.untyped
 def test_bad_inputs():
     f = lambda x: jnp.sum(jnp.sin(x))
     x = jnp.ones(3)

@@ -485,7 +485,16 @@ def test_sampler_edge_cases(getkey):
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.5, True, None])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        0,
+        -1,
+        pytest.param(2.5, marks=pytest.mark.untyped),
+        True,
+        pytest.param(None, marks=pytest.mark.untyped),
+    ],
+)
 def test_bad_num_samples(bad, getkey):
     x = jnp.zeros(5)
     f = lambda y: jnp.sum(y**2)
@@ -502,6 +511,7 @@ def test_bad_num_samples(bad, getkey):
             call()
 
 
+@pytest.mark.untyped
 def test_bad_arguments(getkey):
     x = jnp.zeros(5)
     f = lambda y: jnp.sum(y**2)

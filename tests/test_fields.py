@@ -407,7 +407,13 @@ def test_pig_vmap_20k_points_4k_gaussians_float32(getkey):
     [
         (MLP, (0, 1), {"width": 8, "depth": 2}, "`in_dim=0`"),
         (MLP, (2, 0), {"width": 8, "depth": 2}, "`out_dim=0`"),
-        (MLP, (2, "vector"), {"width": 8, "depth": 2}, "`out_dim='vector'`"),
+        pytest.param(
+            MLP,
+            (2, "vector"),
+            {"width": 8, "depth": 2},
+            "`out_dim='vector'`",
+            marks=pytest.mark.untyped,
+        ),
         (MLP, (2, 1), {"width": 0, "depth": 2}, "`width=0`"),
         (MLP, (2, 1), {"width": 8, "depth": -1}, "`depth=-1`"),
         (MLP, (2, 1), {"width": 8, "depth": 2, "periodic": (1.0,)}, "`periodic=\\(1.0,\\)`"),
@@ -434,19 +440,32 @@ def test_pig_vmap_20k_points_4k_gaussians_float32(getkey):
             {"width": 8, "depth": 2, "input_lower": (0, 0, 0), "input_upper": 1},
             "`input_lower=\\(0, 0, 0\\)`",
         ),
-        (MLP, (2, 1), {"width": 8, "depth": 2, "activation": "tanh"}, "`activation='tanh'`"),
+        pytest.param(
+            MLP,
+            (2, 1),
+            {"width": 8, "depth": 2, "activation": "tanh"},
+            "`activation='tanh'`",
+            marks=pytest.mark.untyped,
+        ),
         (MLP, (2, 1), {"width": 8, "depth": 2, "dtype": jnp.int32}, "`dtype="),
         (PIG, (0, 1), {"num_gaussians": 10}, "`in_dim=0`"),
         (PIG, (2, 1), {"num_gaussians": 0}, "`num_gaussians=0`"),
         (PIG, (2, 1), {"num_gaussians": 10, "feature_dim": 0}, "`feature_dim=0`"),
         (PIG, (2, 1), {"num_gaussians": 10, "hidden": 0}, "`hidden=0`"),
         (PIG, (2, 1), {"num_gaussians": 10, "layers": -1}, "`layers=-1`"),
-        (PIG, (2, 1), {"num_gaussians": 10, "covariance": "spherical"}, "`covariance='spher"),
-        (
+        pytest.param(
+            PIG,
+            (2, 1),
+            {"num_gaussians": 10, "covariance": "spherical"},
+            "`covariance='spher",
+            marks=pytest.mark.untyped,
+        ),
+        pytest.param(
             PIG,
             (2, 1),
             {"num_gaussians": 10, "covariance": "full", "parametrization": "qr"},
             "`parametrization='qr'`",
+            marks=pytest.mark.untyped,
         ),
         (PIG, (2, 1), {"num_gaussians": 10, "parametrization": "cholesky"}, "`parametrization"),
         (PIG, (2, 1), {"num_gaussians": 10, "lower": 1.0, "upper": 0.0}, "`lower < upper`"),
@@ -460,6 +479,7 @@ def test_bad_arguments(getkey, cls, args, kwargs, match):
         cls(*args, key=getkey(), **kwargs)
 
 
+@pytest.mark.untyped
 @pytest.mark.parametrize("make", [_mlp, _pig])
 def test_wrong_point_shape(getkey, make):
     model = make(getkey())

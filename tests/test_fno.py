@@ -197,19 +197,23 @@ def test_fno_float32_and_padding(getkey):
 @pytest.mark.parametrize(
     "kwargs,name",
     [
-        (dict(modes=12), "modes"),
+        pytest.param(dict(modes=12), "modes", marks=pytest.mark.untyped),
         (dict(modes=(12, 0)), "modes"),
         (dict(modes=()), "modes"),
-        (dict(modes=(4, 4.0)), "modes"),
+        pytest.param(dict(modes=(4, 4.0)), "modes", marks=pytest.mark.untyped),
         (dict(modes=(4, 4), width=0), "width"),
         (dict(modes=(4, 4), depth=-1), "depth"),
         (dict(modes=(4, 4), padding=-1), "padding"),
         (dict(modes=(4, 4), padding=(1, 2, 3)), "padding"),
         (dict(modes=(4, 4), padding=1.5), "padding"),
-        (dict(modes=(4, 4), grid_features=1), "grid_features"),
+        pytest.param(
+            dict(modes=(4, 4), grid_features=1), "grid_features", marks=pytest.mark.untyped
+        ),
         (dict(modes=(4, 4), projection_channels=0), "projection_channels"),
         (dict(modes=(4, 4), lifting_channels=-3), "lifting_channels"),
-        (dict(modes=(4, 4), activation="gelu"), "activation"),
+        pytest.param(
+            dict(modes=(4, 4), activation="gelu"), "activation", marks=pytest.mark.untyped
+        ),
         (dict(modes=(4, 4), dtype=jnp.int32), "dtype"),
     ],
 )

@@ -299,6 +299,7 @@ def test_call_and_update():
     assert_trees_close(updated.state.value, ref_vars, rtol=0, atol=0)
 
 
+@pytest.mark.untyped
 def test_errors():
     with pytest.raises(ValueError, match="`NNXModel` needs a `flax.nnx.Module`"):
         interop.from_nnx(LinenNet())

@@ -44,6 +44,7 @@ def _regression_data(n, dim=4, seed=0):
 # Losses
 
 
+@pytest.mark.untyped
 def test_relative_l2_known_values():
     target = jnp.ones((2, 3))
     assert st.relative_l2(1.1 * target, target) == pytest.approx(0.1, rel=1e-12)
@@ -576,6 +577,7 @@ def test_h1_periodic_converges_at_second_order(d):
         st.h1_loss(jnp.ones((1, 8, 8)), jnp.ones((1, 8, 8)), periodic=(True,))
 
 
+@pytest.mark.untyped
 def test_mse_matches_definition_and_rejects_shape_mismatch():
     pred = jnp.arange(6.0).reshape(2, 3)
     target = jnp.ones((2, 3))

@@ -42,7 +42,7 @@ class _Selector:
             return a
         return a * self.scale.reshape(self.scale.shape + (1,) * (a.ndim - 1)).astype(a.dtype)
 
-    def pick(self, v: Array) -> Array:
+    def pick(self, v: ArrayLike) -> Array:
         """The entries of a d-vector at the selected coordinates, one per direction."""
         v = jnp.broadcast_to(v, (self.d,))
         return v if self.idx is None else jnp.take(v, self.idx)

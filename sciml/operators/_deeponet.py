@@ -77,7 +77,7 @@ class _MLP(eqx.Module):
         self.activation = activation
         self.final_activation = final_activation
 
-    def __call__(self, x: Float[Array, "*batch in"]) -> Float[Array, "*batch out"]:
+    def __call__(self, x: Float[ArrayLike, "*batch in"]) -> Float[Array, "*batch out"]:
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = x @ w.T + b
@@ -570,7 +570,7 @@ class DeepONet(eqx.Module):
                 f"shape ({self.num_sensors},), but got shape {jnp.shape(u)}."
             )
 
-    def coefficients(self, u: Float[Array, " num_sensors"]) -> Float[Array, "c num_basis"]:
+    def coefficients(self, u: Float[ArrayLike, " num_sensors"]) -> Float[Array, "c num_basis"]:
         """The branch output for one input function.
 
         **Arguments:**
@@ -589,7 +589,7 @@ class DeepONet(eqx.Module):
         return self.branch(u).reshape(-1, self.basis)
 
     def evaluate_grid(
-        self, u: Float[Array, " num_sensors"], ys: Float[Array, "n coord_dim"] | None
+        self, u: Float[ArrayLike, " num_sensors"], ys: Float[ArrayLike, "n coord_dim"] | None
     ) -> Float[Array, "n out_channels"]:
         """Evaluates the output function at many query points, running the branch once.
 
@@ -621,7 +621,7 @@ class DeepONet(eqx.Module):
         return out
 
     def __call__(
-        self, u: Float[Array, " num_sensors"], y: Float[Array, " coord_dim"]
+        self, u: Float[ArrayLike, " num_sensors"], y: Float[ArrayLike, " coord_dim"]
     ) -> Float[Array, " out_channels"]:
         """**Arguments:**
 
@@ -820,7 +820,9 @@ class GridDeepONet(AbstractOperator):
                 f"{net.coord_dim} and {net.out_channels}."
             )
 
-    def sensors(self, x: Float[Array, " in_channels *spatial"]) -> Float[Array, " num_sensors"]:
+    def sensors(
+        self, x: Float[ArrayLike, " in_channels *spatial"]
+    ) -> Float[Array | np.ndarray, " num_sensors"]:
         """The branch input: `x` at the sensors, flattened (channels first, then C order).
 
         **Arguments:**
@@ -849,7 +851,7 @@ class GridDeepONet(AbstractOperator):
         return x[(slice(None), *(slice(None, None, r) for r in strides))].reshape(-1)
 
     def evaluate(
-        self, x: Float[Array, " in_channels *spatial"], ys: Float[Array, "n d"]
+        self, x: Float[ArrayLike, " in_channels *spatial"], ys: Float[ArrayLike, "n d"]
     ) -> Float[Array, "n out_channels"]:
         """The output function at arbitrary points of the unit domain.
 
@@ -865,7 +867,7 @@ class GridDeepONet(AbstractOperator):
         return self.deeponet.evaluate_grid(self.sensors(x), ys)
 
     def __call__(
-        self, x: Float[Array, " in_channels *spatial"]
+        self, x: Float[ArrayLike, " in_channels *spatial"]
     ) -> Float[Array, " out_channels *spatial"]:
         """**Arguments:**
 

@@ -5,15 +5,15 @@ from collections.abc import Callable, Mapping
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 
 def grad_norm_weights(
     losses_fn: Callable[[PyTree], Mapping[str, Array]],
     params: PyTree,
-    weights: Mapping[str, Array],
+    weights: Mapping[str, Float[ArrayLike, ""]],
     *,
-    momentum: float = 0.9,
+    momentum: Float[ArrayLike, ""] = 0.9,
 ) -> dict[str, Array]:
     """One update of gradient-norm loss balancing (Wang, Teng & Perdikaris 2021; the form of
     Wang et al., "An expert's guide to training PINNs", 2023, eq. (4.2)).

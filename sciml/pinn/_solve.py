@@ -192,7 +192,7 @@ def solve(
     optimizer: optax.GradientTransformation | None = None,
     method: str | Mapping[str, str] = "uniform",
     resample_every: int | None = None,
-    adaptive: Mapping[str, float] | None = None,
+    adaptive: Mapping[str, int | float] | None = None,
     weights: Mapping[str, float] | None = None,
     balancing: str = "fixed",
     balance_every: int = 1000,

@@ -6,7 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 
 def _safe_sqrt(x: Array) -> Array:
@@ -28,7 +28,9 @@ def _same_shape(fn_name: str, pred, target) -> tuple[Array, Array]:
     return pred, target
 
 
-def relative_l2(pred: Float[Array, "*shape"], target: Float[Array, "*shape"]) -> Float[Array, ""]:
+def relative_l2(
+    pred: Float[ArrayLike, "*shape"], target: Float[ArrayLike, "*shape"]
+) -> Float[Array, ""]:
     """Relative L2 error of ONE sample, `||pred - target|| / ||target||`.
 
     The norms are Euclidean norms over all axes (channels and grid points), as in the FNO
@@ -47,7 +49,7 @@ def relative_l2(pred: Float[Array, "*shape"], target: Float[Array, "*shape"]) ->
     return _safe_sqrt(jnp.sum((pred - target) ** 2)) / jnp.sqrt(jnp.sum(target**2))
 
 
-def mse(pred: Float[Array, "*shape"], target: Float[Array, "*shape"]) -> Float[Array, ""]:
+def mse(pred: Float[ArrayLike, "*shape"], target: Float[ArrayLike, "*shape"]) -> Float[Array, ""]:
     """Mean squared error of ONE sample over all axes (the DeepONet paper's training loss).
 
     **Arguments:**
@@ -101,8 +103,8 @@ def _trapezoid_weights(
 
 
 def h1_loss(
-    pred: Float[Array, " channels *spatial"],
-    target: Float[Array, " channels *spatial"],
+    pred: Float[ArrayLike, " channels *spatial"],
+    target: Float[ArrayLike, " channels *spatial"],
     *,
     spacing: float | Sequence[float] | None = None,
     periodic: bool | Sequence[bool] = False,
@@ -197,7 +199,7 @@ def h1_loss(
 
 def batch_loss(
     metric: Callable[[Array, Array], Array],
-) -> Callable[[Any, Array, Array], Float[Array, ""]]:
+) -> Callable[[Any, ArrayLike, ArrayLike], Float[Array, ""]]:
     """Turns a per-sample metric into the batch loss used by `train_step` and `fit`.
 
     **Arguments:**
@@ -211,7 +213,7 @@ def batch_loss(
     `model` applied through `jax.vmap`.
     """
 
-    def loss_fn(model: Any, x: Array, y: Array) -> Float[Array, ""]:
+    def loss_fn(model: Any, x: ArrayLike, y: ArrayLike) -> Float[Array, ""]:
         return jnp.mean(jax.vmap(metric)(jax.vmap(model)(x), y))
 
     return loss_fn

@@ -128,12 +128,12 @@ class UnitGaussianNormalizer(eqx.Module):
             )
         return _resample(mean, shape), _resample(std, shape)
 
-    def encode(self, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
+    def encode(self, x: Float[Array | np.ndarray, "*shape"]) -> Float[Array, "*shape"]:
         """Normalises ONE sample: `(x - mean) / (std + eps)`."""
         mean, std = self._stats(x.shape)
         return (x - mean) / (std + self.eps)
 
-    def decode(self, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
+    def decode(self, x: Float[Array | np.ndarray, "*shape"]) -> Float[Array, "*shape"]:
         """Inverse of `encode` for ONE sample: `x * (std + eps) + mean`."""
         mean, std = self._stats(x.shape)
         return x * (std + self.eps) + mean
@@ -188,7 +188,7 @@ class Normalized(eqx.Module):
         self.x_normalizer = x_normalizer
         self.y_normalizer = y_normalizer
 
-    def __call__(self, x: Float[Array, "..."], **kwargs: Any) -> Float[Array, "..."]:
+    def __call__(self, x: Float[ArrayLike, "..."], **kwargs: Any) -> Float[Array, "..."]:
         """**Arguments:**
 
         - `x`: ONE input sample in physical units.

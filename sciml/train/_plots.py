@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def _figure(figsize: tuple[float, float]) -> Figure:
+def _figure(figsize: tuple[int | float, int | float]) -> Figure:
     # Figures are built with the object-oriented API on an Agg canvas: no pyplot global
     # state, no GUI backend, nothing is ever shown. matplotlib is imported here, on the first
     # plot, so that `import sciml.train` does not pay for it.

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import optax
 from jax.sharding import Mesh
-from jaxtyping import Array, Bool, Float, Int, PyTree
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
 from ._batching import _check_arrays, _check_batch_size, batches
 from ._normalize import trainable_filter
@@ -262,9 +262,9 @@ def guarded_update(
 def train_step(
     model: PyTree,
     opt_state: optax.OptState,
-    batch: tuple[Array, Array],
+    batch: tuple[PyTree[ArrayLike], PyTree[ArrayLike]],
     *,
-    loss_fn: Callable[[PyTree, Array, Array], Float[Array, ""]],
+    loss_fn: Callable[[PyTree, PyTree[ArrayLike], PyTree[ArrayLike]], Float[Array, ""]],
     optimizer: optax.GradientTransformation,
     filter_spec: PyTree[bool] | None = None,
     guard: GuardState | None = None,
