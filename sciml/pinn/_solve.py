@@ -39,6 +39,7 @@ from ..train._lifecycle import (
     open_run,
     released_on_error,
     restore_history,
+    run_guard,
     stop_unless_rollback,
     write_history,
 )
@@ -46,7 +47,6 @@ from ..train._sharding import is_writer, shard_like, sync
 from ..train._step import (
     GuardState,
     guarded_update,
-    init_guard,
     nonfinite_error,
 )
 from ._adaptive import grad_norm_weights, rad_resample
@@ -432,8 +432,7 @@ def solve(
 
     def fresh_guard(phase: str) -> GuardState:
         factor = lr_factor if rollback and phase == "adam" else None
-        guard = init_guard(step, sticky=on_nonfinite != "skip", lr_factor=factor)
-        return guard if mesh is None else replicate(guard, mesh)
+        return run_guard(step, on_nonfinite, factor, mesh)
 
     def error(bad_step: int, quantity: str, detail: str = ""):
         return nonfinite_error(

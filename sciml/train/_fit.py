@@ -36,6 +36,7 @@ from ._lifecycle import (
     open_run,
     released_on_error,
     restore_history,
+    run_guard,
     stop_unless_rollback,
     write_history,
 )
@@ -45,7 +46,6 @@ from ._sharding import data_size, is_writer, replicate, shard_like, shard_params
 from ._step import (
     GuardState,
     evaluate,
-    init_guard,
     init_optimizer,
     nonfinite_error,
     train_step,
@@ -349,10 +349,7 @@ def fit(
                 write_history(metrics_path, history)
 
     def fresh_guard() -> GuardState:
-        guard = init_guard(
-            step, sticky=on_nonfinite != "skip", lr_factor=lr_factor if rollback else None
-        )
-        return guard if mesh is None else replicate(guard, mesh)
+        return run_guard(step, on_nonfinite, lr_factor if rollback else None, mesh)
 
     def error(bad_step: int, quantity: str, detail: str = ""):
         return nonfinite_error(

@@ -13,11 +13,13 @@ import numpy as np
 import optax
 
 from .._atomic import RunLock, append_line, atomic_write_bytes, remove_temporaries
+from .._catalogue import NONFINITE_POLICIES, ROLLBACK_DEFAULTS
 from .._validate import positive_int
 from ._checkpoint import history_digest, latest_checkpoint
-from ._sharding import is_writer, sync
+from ._sharding import is_writer, replicate, sync
+from ._step import GuardState, init_guard
 
-POLICIES = ("stop", "rollback", "skip")
+POLICIES = tuple(NONFINITE_POLICIES)
 # Non-finite parameters are already in the model: they cannot be skipped.
 UNSKIPPABLE = ("parameter update", "initial parameters")
 
@@ -43,14 +45,19 @@ def nonfinite_options(
                 f"on_nonfinite={on_nonfinite!r}."
             )
         return on_nonfinite, 1.0, 0
-    factor = 0.5 if rollback_lr_factor is None else rollback_lr_factor
+    defaults = ROLLBACK_DEFAULTS
+    factor = defaults["rollback_lr_factor"] if rollback_lr_factor is None else rollback_lr_factor
     if (
         isinstance(factor, bool)
         or not isinstance(factor, int | float | np.integer | np.floating)
         or not 0 < factor < 1
     ):
         raise ValueError(f"`rollback_lr_factor` must be in (0, 1), got {rollback_lr_factor!r}.")
-    count = 3 if max_rollbacks is None else positive_int("max_rollbacks", max_rollbacks)
+    count = (
+        defaults["max_rollbacks"]
+        if max_rollbacks is None
+        else positive_int("max_rollbacks", max_rollbacks)
+    )
     return on_nonfinite, float(factor), count
 
 
@@ -204,3 +211,11 @@ def restore_history(
             "or start a new run"
         )
     return history
+
+
+def run_guard(step: int, on_nonfinite: str, lr_factor: float | None, mesh) -> GuardState:
+    """The non-finite guard of a run's next steps: it stops applying steps after a bad one
+    unless the policy is "skip", scales updates by a rollback's learning-rate factor, and is
+    replicated over `mesh` (if any)."""
+    guard = init_guard(step, sticky=on_nonfinite != "skip", lr_factor=lr_factor)
+    return guard if mesh is None else replicate(guard, mesh)
