@@ -249,12 +249,14 @@ def test_gradient_matches_finite_differences(getkey):
         (dict(ts=[0.123456]), "step grid"),
     ],
 )
+@pytest.mark.untyped
 def test_solve_errors(kwargs, match):
     args = dict(u0=np.zeros(8), nu=0.1, t_final=1.0) | kwargs
     with pytest.raises(ValueError, match=match):
         burgers_solve(args.pop("u0"), **args)
 
 
+@pytest.mark.untyped
 def test_traced_nu_is_an_error():
     with pytest.raises(ValueError, match="concrete"):
         jax.jit(lambda nu: burgers_solve(jnp.zeros(8), nu=nu, t_final=1.0))(0.1)

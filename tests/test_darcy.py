@@ -166,6 +166,7 @@ def test_boundary_is_zero(getkey):
     "a_shape,f_shape,match",
     [((8,), (), "`a`"), ((8, 9), (), "`a`"), ((2, 2), (), "`a`"), ((8, 8), (7, 7), "`f`")],
 )
+@pytest.mark.untyped
 def test_bad_shapes(a_shape, f_shape, match):
     with pytest.raises(ValueError, match=match):
         darcy_solve(jnp.ones(a_shape), jnp.ones(f_shape))

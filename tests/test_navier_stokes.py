@@ -242,6 +242,7 @@ def test_jit_vmap_dtypes():
     assert error < 1e-5
 
 
+@pytest.mark.untyped
 def test_solve_errors():
     w0 = np.zeros((16, 16))
     ok = dict(nu=1e-3, forcing=None, t_final=1.0, dt=1e-2, record_steps=10)

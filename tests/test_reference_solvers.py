@@ -190,6 +190,7 @@ def test_allen_cahn_jit_vmap_float32():
         (dict(save_at=(0.123457,)), "give `num_steps` explicitly"),
     ],
 )
+@pytest.mark.untyped
 def test_allen_cahn_errors(kwargs, match):
     arguments = dict(u0=np.zeros(8), t_final=1.0) | kwargs
     with pytest.raises(ValueError, match=match):
@@ -206,6 +207,7 @@ def test_allen_cahn_errors(kwargs, match):
         (dict(dtype=jnp.int32), "`dtype` must be float32 or float64"),
     ],
 )
+@pytest.mark.untyped
 def test_allen_cahn_reference_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         allen_cahn_reference(**kwargs)
@@ -366,6 +368,7 @@ def test_nonlinear_diffusion_jit_vmap():
         (dict(save_at=(2.0,)), r"\[0, t_final\]"),
     ],
 )
+@pytest.mark.untyped
 def test_nonlinear_diffusion_errors(kwargs, match):
     arguments = dict(u0=np.zeros((3, 3)), t_final=1.0) | kwargs
     with pytest.raises(ValueError, match=match):
@@ -381,6 +384,7 @@ def test_nonlinear_diffusion_errors(kwargs, match):
         (dict(richardson=None), "`richardson` must be a bool"),
     ],
 )
+@pytest.mark.untyped
 def test_nonlinear_diffusion_reference_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         nonlinear_diffusion_reference(**kwargs)

@@ -127,6 +127,7 @@ def test_subsets_and_split_stay_on_disk(data):
         np.testing.assert_array_equal(np.asarray(head.outputs), loaded_head.outputs)
 
 
+@pytest.mark.untyped
 def test_bad_indices_and_subsets_are_clear_errors(data):
     path, _, _ = data
     with open_dataset(path) as ds:

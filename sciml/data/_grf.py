@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from .._validate import ArgumentError
 
@@ -55,11 +55,11 @@ def dct1(x: Float[Array, "*dims"], axis: int = -1) -> Float[Array, "*dims"]:
     return jnp.moveaxis(y, -1, axis)
 
 
-def _squared_wavenumbers(sizes: Sequence[int], dtype) -> Float[Array, "*sizes"]:
+def _squared_wavenumbers(wavenumbers: Sequence[np.ndarray], dtype) -> Float[Array, "*modes"]:
     """`|k|^2` on the outer product of 1-D integer wavenumber grids (one broadcast sum per axis)."""
     ksq = jnp.zeros((), dtype)
-    d = len(sizes)
-    for axis, k in enumerate(sizes):
+    d = len(wavenumbers)
+    for axis, k in enumerate(wavenumbers):
         k = jnp.asarray(k, dtype)
         ksq = ksq + jnp.reshape(k**2, (-1,) + (1,) * (d - 1 - axis))
     return ksq
@@ -72,9 +72,9 @@ def _is_concrete_number(x) -> bool:
 def grf_eigenvalues(
     shape: Sequence[int],
     *,
-    alpha: float,
-    tau: float,
-    sigma: float | None = None,
+    alpha: float | Real[ArrayLike, ""],
+    tau: float | Real[ArrayLike, ""],
+    sigma: float | Real[ArrayLike, ""] | None = None,
     boundary: str = "periodic",
     dtype=None,
 ) -> Float[Array, "*modes"]:
@@ -161,9 +161,9 @@ def grf(
     key: PRNGKeyArray,
     shape: int | Sequence[int],
     *,
-    alpha: float,
-    tau: float,
-    sigma: float | None = None,
+    alpha: float | Real[ArrayLike, ""],
+    tau: float | Real[ArrayLike, ""],
+    sigma: float | Real[ArrayLike, ""] | None = None,
     boundary: str = "periodic",
     dtype=None,
 ) -> Float[Array, "*shape"]:

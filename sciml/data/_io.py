@@ -436,7 +436,7 @@ class _Hasher:
         return combined.hexdigest()
 
 
-def _scan(hasher: _Hasher, name: str, array: Any) -> int:
+def _scan(hasher: _Hasher, name: str, array: Any) -> int | np.integer:
     """Adds `array` (in memory, or an h5py dataset: then read) to the checksum, about
     `_SCAN_BYTES` at a time; returns its number of non-finite values.
 

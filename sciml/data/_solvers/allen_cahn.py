@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from ..._validate import check_int, max_steps
 from .._checks import check_dtype, check_real, check_save_at, real_float_array
@@ -104,7 +104,7 @@ def allen_cahn_solve(
     gamma: float = AC_GAMMA,
     t_final: float = AC_T_FINAL,
     num_steps: int | None = None,
-    save_at: Sequence[float] | None = None,
+    save_at: Sequence[int | float] | Real[ArrayLike, " times"] | None = None,
     length: float = AC_LENGTH,
 ) -> Float[Array, " n"] | Float[Array, "times n"]:
     r"""Solves the Allen-Cahn equation $u_t = \varepsilon u_{xx} + \gamma (u - u^3)$, periodic.

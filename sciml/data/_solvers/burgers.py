@@ -14,7 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from ..._validate import ArgumentError, check_int, max_steps
 from .._checks import check_real, check_times, real_float_array
@@ -76,7 +76,7 @@ def burgers_solve(
     t_final: float,
     dt: float | None = None,
     num_steps: int | None = None,
-    ts: Sequence[float] | None = None,
+    ts: Sequence[int | float] | Real[ArrayLike, " times"] | None = None,
 ) -> Float[Array, " s"] | Float[Array, "times s"]:
     r"""Solves the viscous Burgers equation $u_t + (u^2/2)_x = \nu u_{xx}$, periodic on $[0, 1)$.
 

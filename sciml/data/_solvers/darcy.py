@@ -73,7 +73,7 @@ def _check_inputs(a, f):
 
 def darcy_solve_with_stats(
     a: Float[ArrayLike, "s s"],
-    f: float | Float[ArrayLike, "s s"] = 1.0,
+    f: float | Float[ArrayLike, ""] | Float[ArrayLike, "s s"] = 1.0,
     *,
     rtol: float | None = None,
     atol: float | None = None,
@@ -129,7 +129,7 @@ def _solve(a, f, rtol, atol, max_steps):
 
 def darcy_solve(
     a: Float[ArrayLike, "s s"],
-    f: float | Float[ArrayLike, "s s"] = 1.0,
+    f: float | Float[ArrayLike, ""] | Float[ArrayLike, "s s"] = 1.0,
     *,
     rtol: float | None = None,
     atol: float | None = None,

@@ -19,8 +19,8 @@ NUM_CONTOUR_POINTS = 32
 
 
 def etdrk4_coefficients(
-    linear: Float[ArrayLike, " n"], dt: float, num_points: int = NUM_CONTOUR_POINTS
-) -> tuple[np.ndarray, ...]:
+    linear: Float[ArrayLike, "*modes"], dt: float, num_points: int = NUM_CONTOUR_POINTS
+) -> tuple[Float[np.ndarray | np.floating, "*modes"], ...]:
     r"""The ETDRK4 coefficients for a real diagonal linear part, in float64.
 
     For $z = h \lambda$ ($h$ = `dt`, $\lambda$ = `linear`) returns
@@ -46,11 +46,11 @@ def etdrk4_coefficients(
 
     **Returns:**
 
-    `(E - 1, E2 - 1, Q, f1, f2, f3)`, float64 NumPy arrays of the shape of `linear`. The
-    exponentials are returned minus one (`expm1`) so that a step can apply them as
-    `y + (E - 1) y`: a rounded `E` close to 1 would otherwise be raised to the power of the
-    number of steps, a systematic error of (number of steps) x (rounding of E), e.g. 1e-5
-    after 1000 float32 steps.
+    `(E - 1, E2 - 1, Q, f1, f2, f3)`, float64 NumPy arrays of the shape of `linear` (NumPy
+    scalars if `linear` is a scalar). The exponentials are returned minus one (`expm1`) so
+    that a step can apply them as `y + (E - 1) y`: a rounded `E` close to 1 would otherwise be
+    raised to the power of the number of steps, a systematic error of (number of steps) x
+    (rounding of E), e.g. 1e-5 after 1000 float32 steps.
     """
     z = dt * np.asarray(linear, dtype=np.float64)
     r = np.exp(1j * np.pi * (np.arange(1, num_points + 1) - 0.5) / num_points)

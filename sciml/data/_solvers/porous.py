@@ -12,7 +12,7 @@ import diffrax
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from ..._validate import check_int
 from .._checks import check_dtype, check_real, check_save_at, real_float_array
@@ -63,7 +63,7 @@ def nonlinear_diffusion_solve(
     *,
     alpha: float = ND_ALPHA,
     t_final: float = ND_T_FINAL,
-    save_at: Sequence[float] | None = None,
+    save_at: Sequence[int | float] | Real[ArrayLike, " times"] | None = None,
     source: Callable[..., ArrayLike] | None = None,
     rtol: float | None = None,
     atol: float | None = None,
