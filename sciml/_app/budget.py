@@ -140,7 +140,7 @@ class Estimate:
 
     @property
     def total_seconds(self) -> float:
-        return sum(self.seconds.values())
+        return float(sum(self.seconds.values()))
 
 
 # --- what the machine has ------------------------------------------------------------------
@@ -599,7 +599,7 @@ def _check(
     def culprit(metric: Callable[[Estimate], float]) -> str:
         return _culprit(estimate, config, defaults, metric)
 
-    def total(e: Estimate) -> float:
+    def total(e: Estimate) -> int:
         return e.total_memory
 
     if memory > IMPOSSIBLE_MEMORY:

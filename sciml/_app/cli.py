@@ -462,7 +462,7 @@ def _main(argv: list[str] | None) -> int:
         return RUNTIME_ERROR
 
 
-def _one_line(error: BaseException) -> str:
+def _one_line(error: BaseException | Warning | str) -> str:
     # An error is reported in one line on stderr, whatever text an exception carries.
     return " ".join(str(error).split())
 

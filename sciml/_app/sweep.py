@@ -22,6 +22,7 @@ import io
 import itertools
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -364,7 +365,7 @@ def one_line(error: BaseException, max_length: int = 300) -> str:
 
 
 def plan_sweep(
-    config_file: Path,
+    config_file: str | os.PathLike,
     overrides: Sequence[str],
     sweep_args: Sequence[str],
     seeds: int,
@@ -433,7 +434,9 @@ def plan_sweep(
     return runs
 
 
-def describe(config_file: Path, overrides: Sequence[str], runs: Sequence[Run]) -> dict[str, Any]:
+def describe(
+    config_file: str | os.PathLike, overrides: Sequence[str], runs: Sequence[Run]
+) -> dict[str, Any]:
     """What a sweep ran, for the head of `summary.json`: the config file, its `--set`
     overrides, each swept key with its (validated) values, and the seeds."""
     sweep: dict[str, list] = {k: [] for k in (runs[0].values if runs else {})}
