@@ -122,6 +122,16 @@ _WIDTHS = Option(
     allowed="positive integers",
 )
 
+# The `[train]` keys of a run's life, the same for operator and PINN runs.
+_RUN_KEYS = {
+    "keep_checkpoints": Option(int, 3, check=_positive, allowed=">= 1"),
+    "progress": Option(bool, True),
+    "devices": _DEVICES,
+    "on_nonfinite": _ON_NONFINITE,
+    "rollback_lr_factor": _ROLLBACK_LR_FACTOR,
+    "max_rollbacks": _MAX_ROLLBACKS,
+}
+
 _KIND = Option(
     str,
     "operator",
@@ -257,12 +267,7 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
         "normalize": Option(bool, True, help="unit-Gaussian normalisation of inputs and outputs"),
         "checkpoint_every": Option(int, 1, check=_positive, allowed=">= 1", help="epochs"),
         "eval_every": Option(int, 1, check=_positive, allowed=">= 1", help="epochs"),
-        "keep_checkpoints": Option(int, 3, check=_positive, allowed=">= 1"),
-        "progress": Option(bool, True),
-        "devices": _DEVICES,
-        "on_nonfinite": _ON_NONFINITE,
-        "rollback_lr_factor": _ROLLBACK_LR_FACTOR,
-        "max_rollbacks": _MAX_ROLLBACKS,
+        **_RUN_KEYS,
         "model_parallel": Option(
             int,
             1,
@@ -365,12 +370,7 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
         "float64": Option(bool, False, help="train in double precision"),
         "eval_every": Option(int, 1000, check=_positive, allowed=">= 1", help="steps"),
         "checkpoint_every": Option(int, 0, check=_nonnegative, allowed=">= 0 (0: eval_every)"),
-        "keep_checkpoints": Option(int, 3, check=_positive, allowed=">= 1"),
-        "progress": Option(bool, True),
-        "devices": _DEVICES,
-        "on_nonfinite": _ON_NONFINITE,
-        "rollback_lr_factor": _ROLLBACK_LR_FACTOR,
-        "max_rollbacks": _MAX_ROLLBACKS,
+        **_RUN_KEYS,
     },
 }
 
