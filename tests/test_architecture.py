@@ -1,9 +1,9 @@
-"""How the package is laid out: what one subpackage may take from another.
+"""How the package is laid out: what one module may take from another.
 
-A name that starts with an underscore belongs to its own subpackage (`sciml.train`,
-`sciml.pinn`, ...). What several share lives in a private module under a public name
-(`sciml.train._lifecycle.open_run`, `sciml._validate.check_floating_dtype`), as Equinox and
-Diffrax do, so that a reader sees at the import what is meant to be used from outside.
+A name that starts with an underscore belongs to its own module. What several modules share
+lives in a private module under a public name (`sciml.train._lifecycle.open_run`,
+`sciml._validate.check_floating_dtype`), as Equinox and Diffrax do, so that a reader sees at
+the import what is meant to be used from outside.
 """
 
 import ast
@@ -19,10 +19,12 @@ def _room(module: str) -> str:
     return parts[1] if len(parts) > 2 else "sciml"
 
 
-def _private_imports() -> list[tuple[str, str, str]]:
+def _private_imports(package_dir: Path = PACKAGE) -> list[tuple[str, str, str]]:
+    """`(module, from, name)` of every underscore name a module imports from another one."""
     found = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    root = package_dir.parent
+    for path in sorted(package_dir.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
         package = parts[:-1]
         module = ".".join(parts)
         for node in ast.walk(ast.parse(path.read_text())):
@@ -33,30 +35,38 @@ def _private_imports() -> list[tuple[str, str, str]]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            if not target.startswith("sciml"):
+            if not target.startswith(package_dir.name):
                 continue
             for alias in node.names:
                 name = alias.name
-                is_module = (PACKAGE.parent / Path(*f"{target}.{name}".split("."))).with_suffix(
-                    ".py"
-                ).is_file() or (PACKAGE.parent / Path(*f"{target}.{name}".split("."))).is_dir()
+                where = root / Path(*f"{target}.{name}".split("."))
+                is_module = where.with_suffix(".py").is_file() or where.is_dir()
                 if name.startswith("_") and not name.startswith("__") and not is_module:
                     found.append((module, target, name))
     return found
 
 
-def test_the_scan_sees_private_imports():
-    within = [(m, t, n) for m, t, n in _private_imports() if _room(m) == _room(t)]
-    assert ("sciml.train._fit", "sciml.train._batching", "_iterate") in within
-
-
-def test_no_private_name_is_imported_across_subpackages():
-    across = [
-        f"{module} imports {name} from {target}"
-        for module, target, name in _private_imports()
-        if _room(module) != _room(target)
+def test_the_scan_sees_private_imports(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("from . import _a\n")
+    (package / "sub" / "_a.py").write_text("def _helper(): ...\n")
+    (package / "sub" / "_b.py").write_text("def f():\n    from ._a import _helper\n")
+    (package / "_c.py").write_text("from .sub._a import _helper as h\n")
+    assert _private_imports(package) == [
+        ("pkg._c", "pkg.sub._a", "_helper"),
+        ("pkg.sub._b", "pkg.sub._a", "_helper"),
     ]
-    assert across == []
+    assert _room("pkg._c") != _room("pkg.sub._a") and _room("pkg.sub._b") == "sub"
+
+
+def test_no_private_name_is_imported_from_another_module():
+    """Not across subpackages, and not between the modules of one subpackage either."""
+    found = [
+        f"{module} imports {name} from {target}" for module, target, name in _private_imports()
+    ]
+    assert found == []
 
 
 def _imports() -> dict[str, set[str]]:

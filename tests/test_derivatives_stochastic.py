@@ -43,7 +43,7 @@ from sciml.derivatives import (
     stde_diagonal,
     stde_laplacian,
 )
-from sciml.derivatives._stochastic import _sample_coordinates
+from sciml.derivatives._stochastic import sample_coordinates
 
 NUM_KEYS = 4000
 Z = 4.0
@@ -456,7 +456,7 @@ def test_sampler_is_uniform_over_subsets(population, n, getkey):
     # (p ~ 4e-6). (5, 5) has one subset but checks the order-free output is a permutation.
     draws = 20000
     keys = jax.random.split(getkey(), draws)
-    samples = np.asarray(jax.jit(jax.vmap(lambda k: _sample_coordinates(k, population, n)))(keys))
+    samples = np.asarray(jax.jit(jax.vmap(lambda k: sample_coordinates(k, population, n)))(keys))
     assert samples.shape == (draws, n)
     ordered = np.sort(samples, axis=1)
     assert np.all(np.diff(ordered, axis=1) > 0) and ordered.min() >= 0
@@ -472,11 +472,11 @@ def test_sampler_is_uniform_over_subsets(population, n, getkey):
 def test_sampler_edge_cases(getkey):
     # d = 1e6 with 16 coordinates (Floyd's path, no O(d) array), 1 of 1, and 1500 of 2000 (the
     # permutation path, taken when n^2 > 1000 d).
-    idx = np.asarray(jax.jit(lambda k: _sample_coordinates(k, 1_000_000, 16))(getkey()))
+    idx = np.asarray(jax.jit(lambda k: sample_coordinates(k, 1_000_000, 16))(getkey()))
     assert np.unique(idx).shape == (16,) and idx.min() >= 0 and idx.max() < 1_000_000
-    idx = np.asarray(_sample_coordinates(getkey(), 1, 1))
+    idx = np.asarray(sample_coordinates(getkey(), 1, 1))
     assert idx.tolist() == [0]
-    idx = np.asarray(_sample_coordinates(getkey(), 2000, 1500))
+    idx = np.asarray(sample_coordinates(getkey(), 2000, 1500))
     assert np.unique(idx).shape == (1500,) and idx.min() >= 0 and idx.max() < 2000
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import _machine
 from .._catalogue import PINN_BENCHMARKS, get_recipe
-from .config import PINN_SCHEMA, SCHEMA, ConfigError, _show
+from .config import PINN_SCHEMA, SCHEMA, ConfigError, show_value
 
 # JAX indexes arrays (gathers, slices, `jax.random.split`) with int32 unless x64 is on, and
 # counts optimizer and guard steps in int32: longer axes end in an OverflowError deep inside
@@ -690,7 +690,7 @@ def check_run_budget(
         estimate_run,
         config,
         _defaults(schema, keys, config),
-        lambda key: f"config key '{key}' = {_show(_lookup(config, key))}",
+        lambda key: f"config key '{key}' = {show_value(_lookup(config, key))}",
         what="the run",
         allow_large=allow_large,
         memory_bytes=memory_bytes,
@@ -742,7 +742,7 @@ def check_data_budget(
         estimate,
         flags,
         defaults,
-        lambda flag: f"{flag} {_show(flags[flag])}",
+        lambda flag: f"{flag} {show_value(flags[flag])}",
         what="generating the data",
         allow_large=allow_large,
         memory_bytes=memory_bytes,

@@ -412,7 +412,7 @@ def _describe_type(option: Option) -> str:
     return {int: "an integer", bool: "true or false", str: "a string"}[option.type]
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """`repr(value)` for a one-line message: shortened if long, safe for huge integers and for
     tables or arrays nested too deeply for `repr`."""
     try:
@@ -467,7 +467,7 @@ def _fits_int64(value: Any) -> bool:
 
 
 def _check_value(key: str, value: Any, option: Option) -> Any:
-    shown = _show(value)
+    shown = show_value(value)
 
     def fail(what: str) -> ConfigError:
         return ConfigError(f"config key '{key}' = {shown} is invalid: {what}", key=key)
@@ -505,7 +505,7 @@ def _validate(raw: dict, schema: dict, prefix: str = "") -> dict:
             full = prefix + key
             allowed = ", ".join(sorted(schema))
             raise ConfigError(
-                f"unknown config key {_show(full)}; allowed here: {allowed}", key=full
+                f"unknown config key {show_value(full)}; allowed here: {allowed}", key=full
             )
     for key, spec in schema.items():
         full = prefix + key
@@ -513,7 +513,8 @@ def _validate(raw: dict, schema: dict, prefix: str = "") -> dict:
             sub = raw.get(key, {})
             if not isinstance(sub, dict):
                 raise ConfigError(
-                    f"config key '{full}' = {_show(sub)} is invalid: expected a table", key=full
+                    f"config key '{full}' = {show_value(sub)} is invalid: expected a table",
+                    key=full,
                 )
             out[key] = _validate(sub, spec, full + ".")
         elif key in raw:
@@ -548,7 +549,7 @@ _TRAJECTORY_RECIPES = " or ".join(
 
 
 def _fail(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"config key '{key}' = {_show(value)} is invalid: {allowed}", key=key)
+    return ConfigError(f"config key '{key}' = {show_value(value)} is invalid: {allowed}", key=key)
 
 
 def _check_applicable(raw: dict, config: dict) -> None:
@@ -606,7 +607,7 @@ def _check_recipe(config: dict) -> None:
             message = f"the recipe cannot be set up with this value ({message})"
         key = named[0] if named else "resolution"
         raise ConfigError(
-            f"config key 'data.{key}' = {_show(data[key])} is invalid for data.recipe = "
+            f"config key 'data.{key}' = {show_value(data[key])} is invalid for data.recipe = "
             f"{data['recipe']!r}: {message}",
             key=f"data.{key}",
         ) from None
@@ -761,13 +762,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """
     if "=" not in text:
         raise ConfigError(
-            f"--set {_show(text)} is invalid: expected KEY=VALUE, e.g. train.epochs=10"
+            f"--set {show_value(text)} is invalid: expected KEY=VALUE, e.g. train.epochs=10"
         )
     key, value = text.split("=", 1)
     key = key.strip()
     parts = key.split(".")
     if not key or not all(parts):
-        raise ConfigError(f"--set {_show(text)} is invalid: expected KEY=VALUE with a dotted key")
+        raise ConfigError(
+            f"--set {show_value(text)} is invalid: expected KEY=VALUE with a dotted key"
+        )
     try:
         table = tomllib.loads(f"v = {value}")
     except (ValueError, RecursionError):  # TOMLDecodeError, or an integer too long to read
@@ -786,7 +789,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {_show(text)} is invalid: {part!r} is not a table")
+                raise ConfigError(f"--set {show_value(text)} is invalid: {part!r} is not a table")
         node[parts[-1]] = value
     return raw
 
@@ -806,18 +809,20 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
     path = Path(path)
     if not os.path.isfile(path):
         what = "is a directory" if os.path.isdir(path) else "does not exist"
-        raise ConfigError(f"config file {_show(str(path))} {what}; expected a TOML file")
+        raise ConfigError(f"config file {show_value(str(path))} {what}; expected a TOML file")
     try:
         raw = tomllib.loads(path.read_bytes().decode("utf-8-sig"))  # a BOM is harmless
     except OSError as e:
-        raise ConfigError(f"config file {_show(str(path))} cannot be read: {e}") from None
+        raise ConfigError(f"config file {show_value(str(path))} cannot be read: {e}") from None
     except (ValueError, RecursionError) as e:
         # TOMLDecodeError, UnicodeDecodeError, an integer too long to read, or deep nesting.
         reason = "nested too deeply" if isinstance(e, RecursionError) else e
-        raise ConfigError(f"config file {_show(str(path))} is not valid TOML: {reason}") from None
+        raise ConfigError(
+            f"config file {show_value(str(path))} is not valid TOML: {reason}"
+        ) from None
     if not raw:
         raise ConfigError(
-            f"config file {_show(str(path))} is empty (no keys); expected TOML keys and tables, "
-            'e.g. name = "my-run" and [train]'
+            f"config file {show_value(str(path))} is empty (no keys); expected TOML keys and "
+            'tables, e.g. name = "my-run" and [train]'
         )
     return validate_config(apply_overrides(raw, list(overrides)))

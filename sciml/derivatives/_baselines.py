@@ -14,16 +14,16 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._stochastic import (
-    _as_point,
-    _check_chunk_size,
-    _check_distribution,
-    _check_num_samples,
-    _check_variance_possible,
-    _map_samples,
-    _mean_and_variance,
-    _probe,
-    _probe_mean,
-    _sample_coordinates,
+    as_point,
+    check_chunk_size,
+    check_distribution,
+    check_num_samples,
+    check_variance_possible,
+    draw_probe,
+    map_samples,
+    mean_and_variance,
+    probe_mean,
+    sample_coordinates,
 )
 
 
@@ -66,19 +66,19 @@ def hte_laplacian(
     Shi et al., "Stochastic Taylor Derivative Estimator", NeurIPS 2024 (as its baseline).
     """
     name = "hte_laplacian"
-    x = _as_point(name, x)
+    x = as_point(name, x)
     d = x.shape[0]
-    _check_distribution(name, distribution)
-    n = _check_num_samples(name, num_samples)
-    chunk_size = _check_chunk_size(name, chunk_size)
-    _check_variance_possible(name, n, None, return_variance)
+    check_distribution(name, distribution)
+    n = check_num_samples(name, num_samples)
+    chunk_size = check_chunk_size(name, chunk_size)
+    check_variance_possible(name, n, None, return_variance)
     grad_f = jax.grad(f)
 
     def quadratic_form(v):
         return jnp.vdot(v, jax.grad(lambda y: jnp.vdot(grad_f(y), v))(x))
 
-    probe = functools.partial(_probe, d=d, dtype=x.dtype, distribution=distribution)
-    return _probe_mean(quadratic_form, probe, key, n, chunk_size, return_variance)
+    probe = functools.partial(draw_probe, d=d, dtype=x.dtype, distribution=distribution)
+    return probe_mean(quadratic_form, probe, key, n, chunk_size, return_variance)
 
 
 def sdgd_laplacian(
@@ -120,16 +120,16 @@ def sdgd_laplacian(
     Estimator", NeurIPS 2024 (as its baseline).
     """
     name = "sdgd_laplacian"
-    x = _as_point(name, x)
+    x = as_point(name, x)
     d = x.shape[0]
-    n = _check_num_samples(name, num_samples, upper=d)
-    chunk_size = _check_chunk_size(name, chunk_size)
-    _check_variance_possible(name, n, d, return_variance)
+    n = check_num_samples(name, num_samples, upper=d)
+    chunk_size = check_chunk_size(name, chunk_size)
+    check_variance_possible(name, n, d, return_variance)
     grad_f = jax.grad(f)
-    indices = _sample_coordinates(key, d, n)
+    indices = sample_coordinates(key, d, n)
 
     def one(j):
         return d * jax.grad(lambda y: grad_f(y)[j])(x)[j]
 
-    samples = _map_samples(one, indices, chunk_size)
-    return _mean_and_variance(samples, return_variance, population=d)
+    samples = map_samples(one, indices, chunk_size)
+    return mean_and_variance(samples, return_variance, population=d)

@@ -14,11 +14,11 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ._forward_laplacian import forward_laplacian
 from ._taylor import (
-    _check_chunk_size,
-    _check_output,
-    _check_point,
-    _map_over_chunks,
-    _sum_over_chunks,
+    check_chunk_size,
+    check_output,
+    check_point,
+    map_over_chunks,
+    sum_over_chunks,
     taylor_derivative,
 )
 
@@ -33,7 +33,7 @@ def _second(f, x: Array, i: Array) -> Array:
 
 
 def _check_scalar_field(name: str, f, x: Array) -> None:
-    _check_output(name, f, x, (), "a scalar")
+    check_output(name, f, x, (), "a scalar")
 
 
 def laplacian(
@@ -87,8 +87,8 @@ def laplacian(
     Li, R. et al., "A computational framework for neural network-based variational Monte Carlo
     with Forward Laplacian", Nature Machine Intelligence 6 (2024), arXiv:2307.08214.
     """
-    x = _check_point("laplacian", x)
-    _check_chunk_size("laplacian", chunk_size)
+    x = check_point("laplacian", x)
+    check_chunk_size("laplacian", chunk_size)
     if method not in ("auto", "taylor", "forward"):
         raise ValueError(
             f'`laplacian`: `method` must be "auto", "taylor" or "forward", got {method!r}.'
@@ -101,7 +101,7 @@ def laplacian(
         except NotImplementedError:
             if method == "forward":
                 raise
-    return _sum_over_chunks(
+    return sum_over_chunks(
         lambda idx: jnp.sum(jax.vmap(lambda i: _second(f, x, i))(idx)), d, chunk_size
     )
 
@@ -126,10 +126,10 @@ def hessian_diagonal(
     **References:** Shi, Z., Hu, Z., Lin, M., Kawaguchi, K., "Stochastic Taylor Derivative
     Estimator: Efficient amortization for arbitrary differential operators", NeurIPS 2024.
     """
-    x = _check_point("hessian_diagonal", x)
-    _check_chunk_size("hessian_diagonal", chunk_size)
+    x = check_point("hessian_diagonal", x)
+    check_chunk_size("hessian_diagonal", chunk_size)
     _check_scalar_field("hessian_diagonal", f, x)
-    return _map_over_chunks(lambda i: _second(f, x, i), x.shape[0], chunk_size)
+    return map_over_chunks(lambda i: _second(f, x, i), x.shape[0], chunk_size)
 
 
 def _pair(k: Array, d: int) -> tuple[Array, Array]:
@@ -189,8 +189,8 @@ def biharmonic(
     **References:** Shi, Z., Hu, Z., Lin, M., Kawaguchi, K., "Stochastic Taylor Derivative
     Estimator: Efficient amortization for arbitrary differential operators", NeurIPS 2024.
     """
-    x = _check_point("biharmonic", x)
-    _check_chunk_size("biharmonic", chunk_size)
+    x = check_point("biharmonic", x)
+    check_chunk_size("biharmonic", chunk_size)
     _check_scalar_field("biharmonic", f, x)
     (d,) = x.shape
     ones = jnp.ones_like(x)
@@ -207,10 +207,10 @@ def biharmonic(
         i, j = _pair(k, d)
         return taylor_derivative(f, x, (_basis(i, d, x.dtype) + _basis(j, d, x.dtype),), 4)
 
-    total = _sum_over_chunks(lambda idx: jnp.sum(jax.vmap(diagonal)(idx)), d, chunk_size)
+    total = sum_over_chunks(lambda idx: jnp.sum(jax.vmap(diagonal)(idx)), d, chunk_size)
     if d > 1:
         num_pairs = d * (d - 1) // 2
-        total = total + _sum_over_chunks(
+        total = total + sum_over_chunks(
             lambda ks: jnp.sum(jax.vmap(pair)(ks)), num_pairs, chunk_size
         )
     return total / 3.0
@@ -236,16 +236,16 @@ def divergence(
 
     **Returns:** a scalar.
     """
-    x = _check_point("divergence", x)
-    _check_chunk_size("divergence", chunk_size)
+    x = check_point("divergence", x)
+    check_chunk_size("divergence", chunk_size)
     (d,) = x.shape
-    _check_output("divergence", F, x, (d,), f"an array of shape ({d},) (one entry per input)")
+    check_output("divergence", F, x, (d,), f"an array of shape ({d},) (one entry per input)")
 
     def entry(i):
         _, tangent = jax.jvp(F, (x,), (_basis(i, d, x.dtype),))
         return tangent[i]
 
-    return _sum_over_chunks(lambda idx: jnp.sum(jax.vmap(entry)(idx)), d, chunk_size)
+    return sum_over_chunks(lambda idx: jnp.sum(jax.vmap(entry)(idx)), d, chunk_size)
 
 
 # --- general linear differential operators -------------------------------------------------------
@@ -408,7 +408,7 @@ def differential_operator(
     **References:** Shi, Z., Hu, Z., Lin, M., Kawaguchi, K., "Stochastic Taylor Derivative
     Estimator: Efficient amortization for arbitrary differential operators", NeurIPS 2024.
     """
-    x = _check_point("differential_operator", x)
+    x = check_point("differential_operator", x)
     (d,) = x.shape
     parsed, order0 = _check_terms(terms, d)
     _check_scalar_field("differential_operator", f, x)

@@ -10,7 +10,7 @@ from jax import lax
 from jax.extend.core import ClosedJaxpr, DropVar, Jaxpr, Literal
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from ._taylor import _check_chunk_size, _check_point, _sum_over_chunks
+from ._taylor import check_chunk_size, check_point, sum_over_chunks
 
 
 class _Selector:
@@ -759,13 +759,13 @@ def forward_laplacian(
     W. Ren, L. Wang, "A computational framework for neural network-based variational Monte Carlo
     with Forward Laplacian", Nature Machine Intelligence 6 (2024), arXiv:2307.08214.
     """
-    x = _check_point("forward_laplacian", x)
-    _check_chunk_size("forward_laplacian", chunk_size)
+    x = check_point("forward_laplacian", x)
+    check_chunk_size("forward_laplacian", chunk_size)
     (d,) = x.shape
     if chunk_size is None or chunk_size >= d:
         # All directions at once: the input's Jacobian is the identity, kept symbolic.
         return _laplacian_along(f, x)(_Selector(None, d))
-    return _directional_laplacian(f, x, jnp.arange(d), chunk_size)
+    return directional_laplacian(f, x, jnp.arange(d), chunk_size)
 
 
 def _laplacian_along(f, x: Float[Array, " d"]) -> Callable[["_Selector | Array"], Array]:
@@ -789,7 +789,7 @@ def _laplacian_along(f, x: Float[Array, " d"]) -> Callable[["_Selector | Array"]
     return along
 
 
-def _directional_laplacian(
+def directional_laplacian(
     f: Callable[[Float[Array, " d"]], Float[Array, ""]],
     x: Float[Array, " d"],
     directions: Int[Array, " k"] | Array,
@@ -814,4 +814,4 @@ def _directional_laplacian(
         rows = directions[positions]
         return along(_Selector(rows, d) if probe is None else jax.vmap(probe)(rows).astype(x.dtype))
 
-    return _sum_over_chunks(chunk, directions.shape[0], chunk_size)
+    return sum_over_chunks(chunk, directions.shape[0], chunk_size)

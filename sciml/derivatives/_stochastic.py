@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from ._forward_laplacian import _directional_laplacian
+from ._forward_laplacian import directional_laplacian
 from ._taylor import taylor_derivative
 
 _DISTRIBUTIONS = ("rademacher", "gaussian")
@@ -31,7 +31,7 @@ _FLOYD_MAX_RATIO = 1000
 # ------------------------------------------------------------------------------------------------
 
 
-def _as_point(name: str, x: Float[ArrayLike, " d"]) -> Float[Array, " d"]:
+def as_point(name: str, x: Float[ArrayLike, " d"]) -> Float[Array, " d"]:
     x = jnp.asarray(x)
     if x.ndim != 1:
         raise ValueError(
@@ -59,15 +59,15 @@ def _positive_int(name: str, argument: str, value, upper: int | None = None) -> 
     return n
 
 
-def _check_num_samples(name: str, num_samples: int, upper: int | None = None) -> int:
+def check_num_samples(name: str, num_samples: int, upper: int | None = None) -> int:
     return _positive_int(name, "num_samples", num_samples, upper)
 
 
-def _check_chunk_size(name: str, chunk_size: int | None) -> int | None:
+def check_chunk_size(name: str, chunk_size: int | None) -> int | None:
     return None if chunk_size is None else _positive_int(name, "chunk_size", chunk_size)
 
 
-def _check_variance_possible(
+def check_variance_possible(
     name: str, num_samples: int, population: int | None, return_variance: bool
 ) -> None:
     if return_variance and num_samples < 2 and num_samples != population:
@@ -77,7 +77,7 @@ def _check_variance_possible(
         )
 
 
-def _sample_coordinates(key: PRNGKeyArray, d: int, num_samples: int) -> Int[Array, " n"]:
+def sample_coordinates(key: PRNGKeyArray, d: int, num_samples: int) -> Int[Array, " n"]:
     """A uniformly random subset of `num_samples` distinct indices of `range(d)`, in no particular
     order (only symmetric functions of the subset are ever taken).
 
@@ -101,7 +101,7 @@ def _sample_coordinates(key: PRNGKeyArray, d: int, num_samples: int) -> Int[Arra
     return lax.fori_loop(0, num_samples, step, jnp.full((num_samples,), -1, dtype=top.dtype))
 
 
-def _map_samples(fn: Callable, xs, chunk_size: int | None) -> Array:
+def map_samples(fn: Callable, xs, chunk_size: int | None) -> Array:
     """`fn` over the leading axis of `xs`, all at once or `chunk_size` at a time."""
     num = jax.tree_util.tree_leaves(xs)[0].shape[0]
     if chunk_size is None or chunk_size >= num:
@@ -109,7 +109,7 @@ def _map_samples(fn: Callable, xs, chunk_size: int | None) -> Array:
     return lax.map(fn, xs, batch_size=chunk_size)
 
 
-def _mean_and_variance(
+def mean_and_variance(
     samples: Float[Array, " n"], return_variance: bool, population: int | None = None
 ):
     """The sample mean of per-sample estimates, and optionally an unbiased estimate of its variance.
@@ -144,7 +144,7 @@ def _sparse_diagonal(
     """sum_i c_i d^order f / dx_i^order estimated from `num_samples` coordinates drawn without
     replacement; each sample is d * c_j * (one jet of that order with e_j in slot 1)."""
     d = x.shape[0]
-    indices = _sample_coordinates(key, d, num_samples)
+    indices = sample_coordinates(key, d, num_samples)
 
     def one(j):
         e_j = jax.nn.one_hot(j, d, dtype=x.dtype)
@@ -153,17 +153,17 @@ def _sparse_diagonal(
             term = coefficients[j] * term
         return d * term
 
-    samples = _map_samples(one, indices, chunk_size)
-    return _mean_and_variance(samples, return_variance, population=d)
+    samples = map_samples(one, indices, chunk_size)
+    return mean_and_variance(samples, return_variance, population=d)
 
 
-def _probe(key: PRNGKeyArray, d: int, dtype, distribution: str) -> Float[Array, " d"]:
+def draw_probe(key: PRNGKeyArray, d: int, dtype, distribution: str) -> Float[Array, " d"]:
     if distribution == "rademacher":
         return jax.random.rademacher(key, (d,), dtype=dtype)
     return jax.random.normal(key, (d,), dtype=dtype)
 
 
-def _probe_mean(
+def probe_mean(
     estimate: Callable[[Float[Array, " d"]], Float[Array, ""]],
     probe: Callable[[PRNGKeyArray], Float[Array, " d"]],
     key: PRNGKeyArray,
@@ -174,13 +174,13 @@ def _probe_mean(
     """The mean of `estimate(probe(k))` over `num_samples` independent keys (probes are drawn
     inside each sample, so at most `chunk_size` of them exist at a time), and optionally the
     variance of that mean."""
-    samples = _map_samples(
+    samples = map_samples(
         lambda k: estimate(probe(k)), jax.random.split(key, num_samples), chunk_size
     )
-    return _mean_and_variance(samples, return_variance)
+    return mean_and_variance(samples, return_variance)
 
 
-def _check_distribution(name: str, distribution: str) -> None:
+def check_distribution(name: str, distribution: str) -> None:
     if distribution not in _DISTRIBUTIONS:
         raise ValueError(
             f"`{name}`: `distribution` must be one of {_DISTRIBUTIONS}, got {distribution!r}."
@@ -249,36 +249,36 @@ def stde_laplacian(
     the influence matrix for Laplacian smoothing splines", 1989.
     """
     name = "stde_laplacian"
-    x = _as_point(name, x)
+    x = as_point(name, x)
     d = x.shape[0]
-    _check_distribution(name, distribution)
-    chunk_size = _check_chunk_size(name, chunk_size)
+    check_distribution(name, distribution)
+    chunk_size = check_chunk_size(name, chunk_size)
     if sparse:
         if distribution != "rademacher":
             raise ValueError(
                 f"`{name}`: `distribution={distribution!r}` applies to dense probes only; "
                 "pass `sparse=False` to use it."
             )
-        n = _check_num_samples(name, num_samples, upper=d)
-        _check_variance_possible(name, n, d, return_variance)
+        n = check_num_samples(name, num_samples, upper=d)
+        check_variance_possible(name, n, d, return_variance)
         if not return_variance:
-            indices = _sample_coordinates(key, d, n)
+            indices = sample_coordinates(key, d, n)
             try:
-                return d / n * _directional_laplacian(f, x, indices, chunk_size)
+                return d / n * directional_laplacian(f, x, indices, chunk_size)
             except NotImplementedError:
                 pass
         return _sparse_diagonal(f, x, None, 2, key, n, chunk_size, return_variance)
 
-    n = _check_num_samples(name, num_samples)
-    _check_variance_possible(name, n, None, return_variance)
-    probe = functools.partial(_probe, d=d, dtype=x.dtype, distribution=distribution)
+    n = check_num_samples(name, num_samples)
+    check_variance_possible(name, n, None, return_variance)
+    probe = functools.partial(draw_probe, d=d, dtype=x.dtype, distribution=distribution)
     if not return_variance:
         keys = jax.random.split(key, n)
         try:
-            return _directional_laplacian(f, x, keys, chunk_size, probe=probe) / n
+            return directional_laplacian(f, x, keys, chunk_size, probe=probe) / n
         except NotImplementedError:
             pass
-    return _probe_mean(
+    return probe_mean(
         lambda v: taylor_derivative(f, x, (v,), 2), probe, key, n, chunk_size, return_variance
     )
 
@@ -321,15 +321,15 @@ def stde_biharmonic(
     differential operators", NeurIPS 2024.
     """
     name = "stde_biharmonic"
-    x = _as_point(name, x)
+    x = as_point(name, x)
     d = x.shape[0]
-    n = _check_num_samples(name, num_samples)
-    chunk_size = _check_chunk_size(name, chunk_size)
-    _check_variance_possible(name, n, None, return_variance)
+    n = check_num_samples(name, num_samples)
+    chunk_size = check_chunk_size(name, chunk_size)
+    check_variance_possible(name, n, None, return_variance)
 
-    probe = functools.partial(_probe, d=d, dtype=x.dtype, distribution="gaussian")
+    probe = functools.partial(draw_probe, d=d, dtype=x.dtype, distribution="gaussian")
     estimate = lambda v: taylor_derivative(f, x, (v,), 4) / 3
-    return _probe_mean(estimate, probe, key, n, chunk_size, return_variance)
+    return probe_mean(estimate, probe, key, n, chunk_size, return_variance)
 
 
 def stde_diagonal(
@@ -376,7 +376,7 @@ def stde_diagonal(
     differential operators", NeurIPS 2024.
     """
     name = "stde_diagonal"
-    x = _as_point(name, x)
+    x = as_point(name, x)
     d = x.shape[0]
     order = _positive_int(name, "order", order)
     coefficients = jnp.asarray(coefficients)
@@ -386,7 +386,7 @@ def stde_diagonal(
             f"got shape {coefficients.shape}."
         )
     coefficients = jnp.broadcast_to(coefficients, (d,))
-    n = _check_num_samples(name, num_samples, upper=d)
-    chunk_size = _check_chunk_size(name, chunk_size)
-    _check_variance_possible(name, n, d, return_variance)
+    n = check_num_samples(name, num_samples, upper=d)
+    chunk_size = check_chunk_size(name, chunk_size)
+    check_variance_possible(name, n, d, return_variance)
     return _sparse_diagonal(f, x, coefficients, order, key, n, chunk_size, return_variance)

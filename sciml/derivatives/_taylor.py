@@ -47,7 +47,7 @@ def taylor_derivative(
     return out[order - 1]
 
 
-def _check_point(name: str, x) -> Array:
+def check_point(name: str, x) -> Array:
     """`x` as an array of shape `(d,)`, `d >= 1`, of a floating dtype, or a one-line error."""
     x = jnp.asarray(x)
     if x.ndim != 1 or x.shape[0] == 0:
@@ -60,7 +60,7 @@ def _check_point(name: str, x) -> Array:
     return x
 
 
-def _check_output(name: str, f: Callable, x: Array, shape: tuple[int, ...], what: str) -> None:
+def check_output(name: str, f: Callable, x: Array, shape: tuple[int, ...], what: str) -> None:
     """Raises a one-line error unless `f(x)` is a single array of shape `shape`."""
     out = jax.eval_shape(f, jax.ShapeDtypeStruct(x.shape, x.dtype))
     if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != shape:
@@ -70,7 +70,7 @@ def _check_output(name: str, f: Callable, x: Array, shape: tuple[int, ...], what
         )
 
 
-def _check_chunk_size(name: str, chunk_size) -> None:
+def check_chunk_size(name: str, chunk_size) -> None:
     if chunk_size is not None and (
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
@@ -79,7 +79,7 @@ def _check_chunk_size(name: str, chunk_size) -> None:
         )
 
 
-def _sum_over_chunks(fn: Callable[[Array], Array], n: int, chunk_size: int | None) -> Array:
+def sum_over_chunks(fn: Callable[[Array], Array], n: int, chunk_size: int | None) -> Array:
     """`sum_k fn(idx_k)` over consecutive chunks `idx_k` of `arange(n)` of length `chunk_size`.
 
     `fn` takes an integer index vector and returns the sum of its contribution over those
@@ -98,9 +98,9 @@ def _sum_over_chunks(fn: Callable[[Array], Array], n: int, chunk_size: int | Non
     return total
 
 
-def _map_over_chunks(fn: Callable[[Array], Array], n: int, chunk_size: int | None) -> Array:
+def map_over_chunks(fn: Callable[[Array], Array], n: int, chunk_size: int | None) -> Array:
     """`fn(i)` for `i in range(n)`, stacked; vmapped, or `chunk_size` at a time (rematerialised
-    in reverse mode, as in `_sum_over_chunks`)."""
+    in reverse mode, as in `sum_over_chunks`)."""
     if chunk_size is None or chunk_size >= n:
         return jax.vmap(fn)(jnp.arange(n))
     return jax.lax.map(jax.checkpoint(fn), jnp.arange(n), batch_size=chunk_size)

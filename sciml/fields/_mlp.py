@@ -19,7 +19,7 @@ from .._validate import check_floating_dtype, check_int, default_floating_dtype
 _TRUNCATED_STD = 0.87962566103423978
 
 
-def _check_out_dim(cls_name: str, out_dim) -> "int | Literal['scalar']":
+def check_out_dim(cls_name: str, out_dim) -> "int | Literal['scalar']":
     if isinstance(out_dim, str) and out_dim == "scalar":
         return "scalar"
     if isinstance(out_dim, bool) or not isinstance(out_dim, int | np.integer) or out_dim < 1:
@@ -30,7 +30,7 @@ def _check_out_dim(cls_name: str, out_dim) -> "int | Literal['scalar']":
     return int(out_dim)
 
 
-def _check_positive(cls_name: str, name: str, value) -> float:
+def check_positive(cls_name: str, name: str, value) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float | np.integer | np.floating)
@@ -52,7 +52,7 @@ def _check_activation(cls_name: str, activation) -> Callable[[Array], Array]:
     return activation
 
 
-def _per_coordinate(cls_name: str, name: str, value, in_dim: int) -> tuple[float, ...]:
+def per_coordinate(cls_name: str, name: str, value, in_dim: int) -> tuple[float, ...]:
     """A number or a sequence of `in_dim` numbers, as a tuple of `in_dim` finite floats."""
     if isinstance(value, str):
         values = None
@@ -69,11 +69,11 @@ def _per_coordinate(cls_name: str, name: str, value, in_dim: int) -> tuple[float
     return tuple(float(v) for v in values)
 
 
-def _check_box(
+def check_box(
     cls_name: str, names: tuple[str, str], lower, upper, in_dim: int
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    lo = _per_coordinate(cls_name, names[0], lower, in_dim)
-    hi = _per_coordinate(cls_name, names[1], upper, in_dim)
+    lo = per_coordinate(cls_name, names[0], lower, in_dim)
+    hi = per_coordinate(cls_name, names[1], upper, in_dim)
     if any(a >= b for a, b in zip(lo, hi, strict=True)):
         raise ValueError(
             f"`{cls_name}` got `{names[0]}={lower!r}` and `{names[1]}={upper!r}`, but "
@@ -82,7 +82,7 @@ def _check_box(
     return lo, hi
 
 
-def _check_point(cls_name: str, x, in_dim: int) -> Array:
+def check_point(cls_name: str, x, in_dim: int) -> Array:
     if jnp.shape(x) != (in_dim,):
         raise ValueError(
             f"`{cls_name}` expects one point `x` of shape ({in_dim},), but got shape "
@@ -240,7 +240,7 @@ class MLP(eqx.Module):
         """
         name = "MLP"
         self.in_dim = check_int("in_dim", in_dim, 1, owner=name)
-        self.out_dim = _check_out_dim(name, out_dim)
+        self.out_dim = check_out_dim(name, out_dim)
         self.width = check_int("width", width, 1, owner=name)
         self.depth = check_int("depth", depth, 0, owner=name)
         self.activation = _check_activation(name, activation)
@@ -260,12 +260,12 @@ class MLP(eqx.Module):
         if input_lower is None:
             self.input_lower = self.input_upper = None
         else:
-            self.input_lower, self.input_upper = _check_box(
+            self.input_lower, self.input_upper = check_box(
                 name, ("input_lower", "input_upper"), input_lower, input_upper, self.in_dim
             )
         if fourier_features is not None:
             fourier_features = check_int("fourier_features", fourier_features, 1, owner=name)
-        fourier_scale = _check_positive(name, "fourier_scale", fourier_scale)
+        fourier_scale = check_positive(name, "fourier_scale", fourier_scale)
         if fourier_features is None and fourier_scale != 1.0:
             raise ValueError(
                 f"`MLP` got `fourier_scale={fourier_scale!r}` but `fourier_features=None`: "
@@ -298,7 +298,7 @@ class MLP(eqx.Module):
         A vector of shape `(features,)`: `2 * fourier_features` if those are used, else the
         embedded dimension.
         """
-        x = _check_point("MLP", x, self.in_dim)
+        x = check_point("MLP", x, self.in_dim)
         v = x
         if self.input_lower is not None:
             lo = np.asarray(self.input_lower)

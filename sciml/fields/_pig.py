@@ -17,11 +17,11 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 from .._validate import check_floating_dtype, check_int
 from ._mlp import (
     MLP,
-    _check_box,
-    _check_out_dim,
-    _check_point,
-    _check_positive,
-    _per_coordinate,
+    check_box,
+    check_out_dim,
+    check_point,
+    check_positive,
+    per_coordinate,
 )
 
 COVARIANCES = ("diagonal", "full")
@@ -170,7 +170,7 @@ class PIG(eqx.Module):
         """
         name = "PIG"
         self.in_dim = check_int("in_dim", in_dim, 1, owner=name)
-        self.out_dim = _check_out_dim(name, out_dim)
+        self.out_dim = check_out_dim(name, out_dim)
         self.num_gaussians = check_int("num_gaussians", num_gaussians, 1, owner=name)
         self.feature_dim = check_int("feature_dim", feature_dim, 1, owner=name)
         hidden = check_int("hidden", hidden, 1, owner=name)
@@ -197,18 +197,18 @@ class PIG(eqx.Module):
                     f"{', '.join(map(repr, PARAMETRIZATIONS))} (or None for 'cholesky')."
                 )
         self.parametrization = parametrization
-        self.lower, self.upper = _check_box(name, ("lower", "upper"), lower, upper, self.in_dim)
+        self.lower, self.upper = check_box(name, ("lower", "upper"), lower, upper, self.in_dim)
         lo, hi = np.asarray(self.lower), np.asarray(self.upper)
         if init_sigma is None:
             sigma = (hi - lo) * self.num_gaussians ** (-1.0 / self.in_dim)
         else:
-            sigma = np.asarray(_per_coordinate(name, "init_sigma", init_sigma, self.in_dim))
+            sigma = np.asarray(per_coordinate(name, "init_sigma", init_sigma, self.in_dim))
             if np.any(sigma <= 0):
                 raise ValueError(
                     f"`PIG` got `init_sigma={init_sigma!r}`, but it must be positive (a number "
                     f"or one per coordinate, {self.in_dim} of them)."
                 )
-        init_feature_std = _check_positive(name, "init_feature_std", init_feature_std)
+        init_feature_std = check_positive(name, "init_feature_std", init_feature_std)
 
         gkey, hkey = jr.split(key)
         self.means, self.log_scales, self.off_diagonal, self.features = _init_gaussians(
@@ -307,7 +307,7 @@ class PIG(eqx.Module):
 
         A vector of shape `(feature_dim,)`.
         """
-        x = _check_point("PIG", x, self.in_dim)
+        x = check_point("PIG", x, self.in_dim)
         d = self.in_dim
         # One (N,) vector per coordinate and Python sums over the (few) coordinates, rather
         # than (d, N) or (d, d, N) arrays reduced over an axis: on CPU, XLA's fused reductions

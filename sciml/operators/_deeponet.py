@@ -14,7 +14,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._validate import check_floating_dtype
 from ._base import AbstractOperator
-from ._spectral import _check_channels
+from ._spectral import check_channels
 
 MULTI_OUTPUT = ("split_branch", "split_trunk")
 GRIDS = ("nodes", "periodic")
@@ -162,9 +162,9 @@ class MLPTrunk(AbstractTrunk):
         - `final_activation`: whether the activation is also applied to the last layer.
         - `dtype`: real floating dtype of the parameters; defaults to JAX's default float dtype.
         """
-        self.coord_dim = _check_channels("MLPTrunk", "coord_dim", coord_dim)
-        self.num_basis = _check_channels("MLPTrunk", "num_basis", num_basis)
-        self.channels = _check_channels("MLPTrunk", "channels", channels)
+        self.coord_dim = check_channels("MLPTrunk", "coord_dim", coord_dim)
+        self.num_basis = check_channels("MLPTrunk", "num_basis", num_basis)
+        self.channels = check_channels("MLPTrunk", "channels", channels)
         widths = _check_widths("MLPTrunk", "widths", widths)
         activation = _check_activation("MLPTrunk", "activation", activation)
         final_activation = _check_bool("MLPTrunk", "final_activation", final_activation)
@@ -469,9 +469,9 @@ class DeepONet(eqx.Module):
         - `dtype`: real floating dtype of the parameters; defaults to JAX's default float dtype.
         """
         name = "DeepONet"
-        self.num_sensors = _check_channels(name, "num_sensors", num_sensors)
-        self.coord_dim = _check_channels(name, "coord_dim", coord_dim)
-        self.out_channels = _check_channels(name, "out_channels", out_channels)
+        self.num_sensors = check_channels(name, "num_sensors", num_sensors)
+        self.coord_dim = check_channels(name, "coord_dim", coord_dim)
+        self.out_channels = check_channels(name, "out_channels", out_channels)
         branch_widths = _check_widths(name, "branch_widths", branch_widths)
         self.stacked = _check_bool(name, "stacked", stacked)
         activation = _check_activation(name, "activation", activation)
@@ -493,7 +493,7 @@ class DeepONet(eqx.Module):
                 )
             if basis is None:
                 raise ValueError("`DeepONet` needs `basis`, the number of basis functions.")
-            self.basis = _check_channels(name, "basis", basis)
+            self.basis = check_channels(name, "basis", basis)
             self.multi_output = multi_output or "split_branch"
             split_trunk = self.multi_output == "split_trunk"
             trunk = MLPTrunk(
@@ -746,9 +746,9 @@ class GridDeepONet(AbstractOperator):
         - `deeponet`: a ready DeepONet instead (then give none of the above).
         """
         name = "GridDeepONet"
-        self.in_channels = _check_channels(name, "in_channels", in_channels)
-        self.out_channels = _check_channels(name, "out_channels", out_channels)
-        self.num_spatial_dims = _check_channels(name, "num_spatial_dims", num_spatial_dims)
+        self.in_channels = check_channels(name, "in_channels", in_channels)
+        self.out_channels = check_channels(name, "out_channels", out_channels)
+        self.num_spatial_dims = check_channels(name, "num_spatial_dims", num_spatial_dims)
         self.grid = _check_grid(name, grid)
         if isinstance(sensors_per_axis, int | np.integer) and not isinstance(
             sensors_per_axis, bool

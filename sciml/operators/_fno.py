@@ -8,7 +8,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._validate import check_floating_dtype
 from ._base import AbstractOperator
-from ._spectral import SpectralConv, _check_channels, _check_modes, check_grid
+from ._spectral import SpectralConv, check_channels, check_grid, check_modes
 
 
 class _Pointwise(eqx.Module):
@@ -148,12 +148,12 @@ class FNO(AbstractOperator):
             paper); None for one linear map `width -> out_channels`.
         - `dtype`: real floating dtype of the parameters; defaults to JAX's default float dtype.
         """
-        self.in_channels = _check_channels("FNO", "in_channels", in_channels)
-        self.out_channels = _check_channels("FNO", "out_channels", out_channels)
-        self.modes = _check_modes("FNO", modes)
+        self.in_channels = check_channels("FNO", "in_channels", in_channels)
+        self.out_channels = check_channels("FNO", "out_channels", out_channels)
+        self.modes = check_modes("FNO", modes)
         self.num_spatial_dims = len(self.modes)
-        self.width = _check_channels("FNO", "width", width)
-        self.depth = _check_channels("FNO", "depth", depth)
+        self.width = check_channels("FNO", "width", width)
+        self.depth = check_channels("FNO", "depth", depth)
         if not callable(activation):
             raise ValueError(f"`FNO` got `activation={activation!r}`, but it must be callable.")
         self.activation = activation
@@ -164,9 +164,9 @@ class FNO(AbstractOperator):
         self.grid_features = grid_features
         self.padding = _check_padding(padding, self.num_spatial_dims)
         if lifting_channels is not None:
-            _check_channels("FNO", "lifting_channels", lifting_channels)
+            check_channels("FNO", "lifting_channels", lifting_channels)
         if projection_channels is not None:
-            _check_channels("FNO", "projection_channels", projection_channels)
+            check_channels("FNO", "projection_channels", projection_channels)
         dtype = check_floating_dtype("FNO", dtype)
 
         lkey, skey, wkey, pkey = jr.split(key, 4)

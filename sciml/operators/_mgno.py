@@ -15,7 +15,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._validate import check_floating_dtype
 from ._base import AbstractOperator
-from ._spectral import _check_channels
+from ._spectral import check_channels
 
 # How each boundary condition extends a grid function by one point on every side.
 _PAD_MODES = {"zeros": "constant", "circular": "wrap", "reflect": "reflect"}
@@ -366,10 +366,10 @@ class MgNO(AbstractOperator):
         the fan-in of the transposed convolutions counts the `2^d` taps that reach each fine
         point.
         """
-        self.in_channels = _check_channels("MgNO", "in_channels", in_channels)
-        self.out_channels = _check_channels("MgNO", "out_channels", out_channels)
-        self.levels = _check_channels("MgNO", "levels", levels)
-        self.depth = _check_channels("MgNO", "depth", depth)
+        self.in_channels = check_channels("MgNO", "in_channels", in_channels)
+        self.out_channels = check_channels("MgNO", "out_channels", out_channels)
+        self.levels = check_channels("MgNO", "levels", levels)
+        self.depth = check_channels("MgNO", "depth", depth)
         if num_spatial_dims not in (1, 2, 3) or isinstance(num_spatial_dims, bool):
             raise ValueError(
                 f"`MgNO` got `num_spatial_dims={num_spatial_dims!r}`, but it must be 1, 2 or 3."

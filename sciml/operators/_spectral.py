@@ -10,7 +10,7 @@ from .._validate import check_floating_dtype
 from ._base import AbstractOperator
 
 
-def _check_modes(cls_name: str, modes) -> tuple[int, ...]:
+def check_modes(cls_name: str, modes) -> tuple[int, ...]:
     if (
         not isinstance(modes, Sequence)
         or isinstance(modes, str)
@@ -24,7 +24,7 @@ def _check_modes(cls_name: str, modes) -> tuple[int, ...]:
     return tuple(modes)
 
 
-def _check_channels(cls_name: str, name: str, value) -> int:
+def check_channels(cls_name: str, name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{cls_name}` got `{name}={value!r}`, but it must be a positive int.")
     return value
@@ -180,9 +180,9 @@ class SpectralConv(AbstractOperator):
         The real and imaginary parts are initialised as `U[0, 1) / (in_channels *
         out_channels)`, as in the reference FNO code.
         """
-        self.in_channels = _check_channels("SpectralConv", "in_channels", in_channels)
-        self.out_channels = _check_channels("SpectralConv", "out_channels", out_channels)
-        self.modes = _check_modes("SpectralConv", modes)
+        self.in_channels = check_channels("SpectralConv", "in_channels", in_channels)
+        self.out_channels = check_channels("SpectralConv", "out_channels", out_channels)
+        self.modes = check_modes("SpectralConv", modes)
         self.num_spatial_dims = len(self.modes)
         dtype = check_floating_dtype("SpectralConv", dtype)
         shape = (in_channels, out_channels, *(2 * m for m in self.modes[:-1]), self.modes[-1])

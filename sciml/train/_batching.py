@@ -31,7 +31,7 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     return n // batch_size if drop_last else math.ceil(n / batch_size)
 
 
-def _check_arrays(arrays: Any, name: str = "arrays") -> tuple[Any, ...]:
+def check_arrays(arrays: Any, name: str = "arrays") -> tuple[Any, ...]:
     if not isinstance(arrays, tuple | list) or len(arrays) == 0:
         raise ValueError(
             f"`{name}` must be a non-empty tuple of arrays with a leading sample axis, got "
@@ -53,7 +53,7 @@ def _check_arrays(arrays: Any, name: str = "arrays") -> tuple[Any, ...]:
     return tuple(arrays)
 
 
-def _check_batch_size(batch_size: Any) -> int:
+def check_batch_size(batch_size: Any) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
     if batch_size < 1:
@@ -61,7 +61,7 @@ def _check_batch_size(batch_size: Any) -> int:
     return int(batch_size)
 
 
-def _batch_indices(
+def batch_indices(
     n: int, batch_size: int, key: PRNGKeyArray | None, drop_last: bool
 ) -> list[np.ndarray | slice]:
     """The index set of every batch: contiguous slices, or sorted index arrays if shuffled."""
@@ -106,7 +106,7 @@ def _take(array: Any, chunk: np.ndarray | slice, mesh: Mesh | None = None) -> Ar
     return jax.make_array_from_callback(shape, sharding, read)
 
 
-def _iterate(
+def iterate(
     arrays: Sequence[Any],
     chunks: Sequence[np.ndarray | slice],
     prefetch: int,
@@ -156,9 +156,9 @@ def batches(
     axis `batch_size` (the last one possibly smaller unless `drop_last`). There are
     `num_batches(n, batch_size, drop_last)` of them.
     """
-    arrays = _check_arrays(arrays)
-    batch_size = _check_batch_size(batch_size)
+    arrays = check_arrays(arrays)
+    batch_size = check_batch_size(batch_size)
     if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
         raise ValueError(f"`prefetch` must be a positive integer, got {prefetch!r}.")
     n = int(arrays[0].shape[0])
-    return _iterate(arrays, _batch_indices(n, batch_size, key, drop_last), prefetch, mesh)
+    return iterate(arrays, batch_indices(n, batch_size, key, drop_last), prefetch, mesh)

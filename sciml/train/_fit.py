@@ -19,7 +19,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 from .. import _signals
 from .._progress import progress_bar
 from .._validate import positive_int
-from ._batching import _batch_indices, _check_arrays, _check_batch_size, _iterate, num_batches
+from ._batching import batch_indices, check_arrays, check_batch_size, iterate, num_batches
 from ._checkpoint import (
     history_digest,
     remove_model_file,
@@ -83,7 +83,7 @@ def _fit_step(
 
 
 def _check_pair(data: Any, name: str) -> tuple[Any, Any]:
-    data = _check_arrays(data, name)
+    data = check_arrays(data, name)
     if len(data) != 2:
         raise ValueError(f"`{name}` must be a pair (inputs, targets), got {len(data)} arrays.")
     if data[0].shape[0] == 0:
@@ -247,7 +247,7 @@ def fit(
             f"`fit` needs exactly one of `epochs` and `steps`, got epochs={epochs!r}, "
             f"steps={steps!r}."
         )
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     if batch_size > n:
         raise ValueError(
             f"`batch_size` = {batch_size} exceeds the {n} samples of `train_data`; use at most {n}."
@@ -378,13 +378,13 @@ def fit(
     try:
         while step < total_steps and not stop:
             start_time = time.perf_counter()
-            chunks = _batch_indices(n, batch_size, jax.random.fold_in(key, epoch), False)
+            chunks = batch_indices(n, batch_size, jax.random.fold_in(key, epoch), False)
             first, last = step - epoch * nb, min(nb, total_steps - epoch * nb)
             # Accumulated on the device: no host synchronisation inside the epoch.
             sums = (jnp.zeros(()), jnp.zeros((), jnp.int32))
             loss_sum, weight = sums if mesh is None else replicate(sums, mesh)
             guard = fresh_guard()
-            for x, y in _iterate(train_data, chunks[first:last], prefetch=2, mesh=mesh):
+            for x, y in iterate(train_data, chunks[first:last], prefetch=2, mesh=mesh):
                 model, opt_state, guard, loss_sum, weight = _fit_step(
                     model,
                     opt_state,

@@ -12,7 +12,7 @@ import optax
 from jax.sharding import Mesh
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
-from ._batching import _check_arrays, _check_batch_size, batches
+from ._batching import batches, check_arrays, check_batch_size
 from ._normalize import trainable_filter
 
 
@@ -357,10 +357,10 @@ def evaluate(
     A dict mapping each name to the mean of its metric over all samples (a Python float).
     Batch sums are accumulated, so a last partial batch is weighted by its size.
     """
-    data = _check_arrays(data, "data")
+    data = check_arrays(data, "data")
     if len(data) != 2:
         raise ValueError(f"`data` must be a pair (inputs, targets), got {len(data)} arrays.")
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     metrics = dict(metrics)
     n = int(data[0].shape[0])
     if n == 0:
