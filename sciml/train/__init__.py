@@ -17,6 +17,16 @@ from ._losses import batch_loss as batch_loss
 from ._losses import h1_loss as h1_loss
 from ._losses import mse as mse
 from ._losses import relative_l2 as relative_l2
+from ._metrics import PDEBENCH_METRICS as PDEBENCH_METRICS
+from ._metrics import brmse as brmse
+from ._metrics import crmse as crmse
+from ._metrics import fourier_rmse as fourier_rmse
+from ._metrics import frmse_high as frmse_high
+from ._metrics import frmse_low as frmse_low
+from ._metrics import frmse_mid as frmse_mid
+from ._metrics import max_error as max_error
+from ._metrics import nrmse as nrmse
+from ._metrics import rmse as rmse
 from ._normalize import NonTrainable as NonTrainable
 from ._normalize import Normalized as Normalized
 from ._normalize import UnitGaussianNormalizer as UnitGaussianNormalizer
