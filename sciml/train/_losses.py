@@ -9,7 +9,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 
-def _safe_sqrt(x: Array) -> Array:
+def safe_sqrt(x: Array) -> Array:
     # sqrt has an infinite derivative at 0, which would turn the gradient of a loss into NaN
     # exactly when the prediction is perfect. Use the double-`where` trick so the gradient there
     # is 0 instead. Only an exact 0 is special: a NaN stays NaN, so that a NaN prediction
@@ -18,7 +18,7 @@ def _safe_sqrt(x: Array) -> Array:
     return jnp.where(zero, 0, jnp.sqrt(jnp.where(zero, 1, x)))
 
 
-def _same_shape(fn_name: str, pred, target) -> tuple[Array, Array]:
+def same_shape(fn_name: str, pred, target) -> tuple[Array, Array]:
     pred, target = jnp.asarray(pred), jnp.asarray(target)
     if pred.shape != target.shape:
         raise ValueError(
@@ -45,8 +45,8 @@ def relative_l2(
 
     A scalar. Its gradient is finite (zero) at `pred == target`.
     """
-    pred, target = _same_shape("relative_l2", pred, target)
-    return _safe_sqrt(jnp.sum((pred - target) ** 2)) / jnp.sqrt(jnp.sum(target**2))
+    pred, target = same_shape("relative_l2", pred, target)
+    return safe_sqrt(jnp.sum((pred - target) ** 2)) / jnp.sqrt(jnp.sum(target**2))
 
 
 def mse(pred: Float[ArrayLike, "*shape"], target: Float[ArrayLike, "*shape"]) -> Float[Array, ""]:
@@ -61,7 +61,7 @@ def mse(pred: Float[ArrayLike, "*shape"], target: Float[ArrayLike, "*shape"]) ->
 
     A scalar.
     """
-    pred, target = _same_shape("mse", pred, target)
+    pred, target = same_shape("mse", pred, target)
     return jnp.mean((pred - target) ** 2)
 
 
@@ -146,7 +146,7 @@ def h1_loss(
 
     A scalar.
     """
-    pred, target = _same_shape("h1_loss", pred, target)
+    pred, target = same_shape("h1_loss", pred, target)
     if pred.ndim < 2:
         raise ValueError(
             f"`h1_loss` needs arrays of shape (channels, *spatial) with at least one spatial "
@@ -191,7 +191,7 @@ def h1_loss(
             total = total + jnp.sum(weights * derivative(u, axis, h) ** 2)
         return total
 
-    error = _safe_sqrt(squared_h1(pred - target))
+    error = safe_sqrt(squared_h1(pred - target))
     if relative:
         return error / jnp.sqrt(squared_h1(target))
     return error

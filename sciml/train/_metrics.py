@@ -29,11 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._losses import _safe_sqrt, _same_shape
+from ._losses import safe_sqrt, same_shape
 
 
 def _batch(fn_name: str, pred, target) -> tuple[Array, Array]:
-    pred, target = _same_shape(fn_name, pred, target)
+    pred, target = same_shape(fn_name, pred, target)
     if pred.ndim < 3:
         raise ValueError(
             f"`{fn_name}` needs arrays of shape (batch, channels, *spatial) with at least one "
@@ -66,7 +66,7 @@ def rmse(
     A scalar.
     """
     pred, target = _batch("rmse", pred, target)
-    return jnp.mean(_safe_sqrt(jnp.mean((pred - target) ** 2, axis=_spatial_axes(pred))))
+    return jnp.mean(safe_sqrt(jnp.mean((pred - target) ** 2, axis=_spatial_axes(pred))))
 
 
 def nrmse(
@@ -92,7 +92,7 @@ def nrmse(
     """
     pred, target = _batch("nrmse", pred, target)
     axes = _spatial_axes(pred)
-    error = _safe_sqrt(jnp.mean((pred - target) ** 2, axis=axes))
+    error = safe_sqrt(jnp.mean((pred - target) ** 2, axis=axes))
     return jnp.mean(error / jnp.sqrt(jnp.mean(target**2, axis=axes)))
 
 
@@ -141,7 +141,7 @@ def crmse(
     """
     pred, target = _batch("crmse", pred, target)
     mean_error = jnp.mean(pred - target, axis=_spatial_axes(pred))
-    return jnp.mean(_safe_sqrt(jnp.mean(mean_error**2, axis=0)))
+    return jnp.mean(safe_sqrt(jnp.mean(mean_error**2, axis=0)))
 
 
 def _boundary_weights(spatial: tuple[int, ...]) -> np.ndarray:
@@ -182,7 +182,7 @@ def brmse(
     weights = _boundary_weights(pred.shape[2:])
     weights = jnp.asarray(weights / weights.sum(), dtype=pred.dtype)
     squared = jnp.sum(weights * (pred - target) ** 2, axis=_spatial_axes(pred))
-    return jnp.mean(_safe_sqrt(squared))
+    return jnp.mean(safe_sqrt(squared))
 
 
 def _fourier_shells(spatial: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -281,7 +281,7 @@ def fourier_rmse(
     segments = np.where((shells >= low) & (shells < stop), shells - low, stop - low).ravel()
     energy = jnp.moveaxis(energy, (0, 1), (-2, -1)).reshape(-1, *pred.shape[:2])
     per_shell = jax.ops.segment_sum(energy, jnp.asarray(segments), num_segments=stop - low + 1)
-    amplitude = _safe_sqrt(jnp.mean(per_shell[:-1], axis=1)) / np.prod(spatial)
+    amplitude = safe_sqrt(jnp.mean(per_shell[:-1], axis=1)) / np.prod(spatial)
     return jnp.mean(amplitude)
 
 
