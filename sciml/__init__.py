@@ -41,6 +41,24 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def load_model(run_dir):
+    """The trained model of a `sciml run` run directory (its best model, normalisers
+    included), acting on one sample `(channels, *spatial)`: batch it with `jax.vmap`.
+
+    **Arguments:**
+
+    - `run_dir`: a directory written by `sciml run` (operator runs).
+
+    **Returns:**
+
+    The model, an Equinox module. Raises `ValueError` with a one-line message for a directory
+    that holds no finished run, or one whose files were changed since.
+    """
+    from ._app.operator_run import load_trained_model
+
+    return load_trained_model(run_dir)[0]
+
+
 def __dir__() -> list[str]:
     return sorted({*globals(), *_SUBPACKAGES})
 

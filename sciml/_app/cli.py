@@ -68,13 +68,34 @@ _ALLOW_LARGE_HELP = (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sciml", description="Differentiable scientific ML in JAX.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    run = sub.add_parser("run", help="train and evaluate a model from a TOML config")
-    run.add_argument("config", nargs="?", help="experiment config (TOML)")
-    run.add_argument(
+    try:
+        return version("sciml")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "0.0.0"
+
+
+def _file_arguments(parser: argparse.ArgumentParser, *, outputs: bool) -> None:
+    """The flags naming the arrays of your own file and their layout."""
+    group = parser.add_argument_group("your own file (default: as the run's own data)")
+    group.add_argument("--inputs", metavar="KEY", help="name of the inputs array")
+    if outputs:
+        group.add_argument("--outputs", metavar="KEY", help="name of the outputs array")
+    group.add_argument(
+        "--channels",
+        choices=("auto", "none", "first", "last"),
+        help="how the arrays hold channels: none (n, *spatial), first (n, c, *spatial), last "
+        "(n, *spatial, c), auto",
+    )
+    group.add_argument(
+        "--stride", type=_positive_int("--stride"), help="take every stride-th point per axis"
+    )
+
+
+def _set_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -82,6 +103,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.epochs=10 (repeatable)",
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sciml", description="Differentiable scientific ML in JAX.")
+    parser.add_argument("--version", action="version", version=f"sciml {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="train and evaluate a model from a TOML config")
+    run.add_argument("config", nargs="?", help="experiment config (TOML)")
+    _set_argument(run)
     run.add_argument("--runs-dir", default="runs", help="parent of the run directory")
     run.add_argument(
         "--resume",
@@ -110,34 +141,80 @@ def _parser() -> argparse.ArgumentParser:
     # Without this, argparse would take `--seed 3` as an abbreviation of `--seeds 3`.
     run.add_argument("--seed", dest="seed_typo", help=argparse.SUPPRESS)
 
-    ev = sub.add_parser("eval", help="evaluate a run's best model on fresh data, at any resolution")
+    ev = sub.add_parser(
+        "eval",
+        help="score a run's best model: on its own test data, on another file (--data), or on "
+        "fresh samples of its recipe at any resolution",
+    )
     ev.add_argument("run_dir", help="a directory written by 'sciml run'")
     ev.add_argument(
+        "--data",
+        metavar="FILE",
+        help="score this file instead (e.g. the same problem at twice the resolution)",
+    )
+    _file_arguments(ev, outputs=True)
+    fresh = ev.add_argument_group("fresh samples of the run's recipe (runs trained on a recipe)")
+    fresh.add_argument(
         "--resolution",
         type=_positive_int("--resolution"),
         default=None,
         help="grid points per axis of the test data (default: the training resolution)",
     )
-    ev.add_argument("--n", type=_positive_int("--n"), default=100, help="test samples")
-    ev.add_argument(
+    fresh.add_argument("--n", type=_positive_int("--n"), default=None, help="test samples (100)")
+    fresh.add_argument(
         "--seed",
         type=_nonnegative_int("--seed"),
-        default=1000,
+        default=None,
         help="data seed (default 1000, distinct from the training data)",
     )
     ev.add_argument("--allow-large", action="store_true", help=_ALLOW_LARGE_HELP)
 
-    data = sub.add_parser("data", help="generate a dataset file from a recipe")
+    predict = sub.add_parser(
+        "predict", help="write a run's predictions for the inputs of a file (.npz or .h5)"
+    )
+    predict.add_argument("run_dir", help="a directory written by 'sciml run'")
+    predict.add_argument("--input", required=True, metavar="FILE", help="file of inputs")
+    _file_arguments(predict, outputs=False)
+    predict.add_argument(
+        "--out", required=True, help="output .npz or .h5 file (array 'predictions')"
+    )
+    predict.add_argument(
+        "--batch-size", type=_positive_int("--batch-size"), help="samples per batch"
+    )
+    predict.add_argument("--force", action="store_true", help="replace an existing --out file")
+    predict.add_argument("--no-progress", action="store_true")
+
+    config = sub.add_parser(
+        "config", help="every config key with its default, allowed values and help"
+    )
+    config_sub = config.add_subparsers(dest="config_command", required=True, parser_class=_Parser)
+    show = config_sub.add_parser(
+        "show", help="list every key; with CONFIG, the values it resolves to"
+    )
+    show.add_argument("config", nargs="?", help="a TOML config")
+    _set_argument(show)
+    show.add_argument(
+        "--kind", choices=("operator", "pinn"), default="operator", help="without CONFIG"
+    )
+
+    data = sub.add_parser(
+        "data",
+        help="generate a dataset file from a recipe, or import your own file (sciml data "
+        "import SRC --inputs K --outputs K --out FILE.h5)",
+    )
     data.add_argument(
         "recipe",
-        choices=list(RECIPES),
-        help="dataset recipe",
+        choices=[*RECIPES, "import"],
+        help="dataset recipe, or 'import' to convert your own file to sciml's checksummed format",
     )
-    data.add_argument("--n", type=_positive_int("--n"), required=True, help="number of samples")
+    data.add_argument(
+        "source", nargs="?", metavar="SRC", help="with 'import': your file (.npz, .npy, .mat, .h5)"
+    )
+    data.add_argument("--n", type=_positive_int("--n"), help="number of samples")
+    _file_arguments(data, outputs=True)
     data.add_argument(
         "--resolution",
         type=_positive_int("--resolution"),
-        required=True,
         help="grid points per axis ("
         + "; ".join(f"{r.name}: {r.resolution_help}" for r in RECIPES.values() if r.resolution_help)
         + ")",
@@ -304,14 +381,13 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    run_dir = Path(args.run_dir)
-    for name in ("config.toml", "best_model.eqx"):
-        if not (run_dir / name).is_file():
-            raise UsageError(
-                f"sciml eval: {str(run_dir)!r} is not a finished run directory (no {name})"
-            )
+    run_dir = _finished_run("sciml eval", args.run_dir)
     if args.resolution is not None and args.resolution < 3:
         raise UsageError(f"sciml eval: --resolution {args.resolution} is invalid: expected >= 3")
+    if args.data is None:
+        given = [f for f in _FILE_FLAGS if getattr(args, f) is not None]
+        if given:
+            raise UsageError(f"sciml eval: --{given[0]} names the arrays of a --data FILE; give it")
     import json
 
     from .._atomic import atomic_write_bytes
@@ -323,6 +399,11 @@ def _cmd_eval(args) -> int:
     try:
         results = evaluate_run(
             run_dir,
+            data=args.data,
+            inputs=args.inputs,
+            outputs=args.outputs,
+            channels=args.channels,
+            stride=args.stride,
             resolution=args.resolution,
             n=args.n,
             seed=args.seed,
@@ -330,7 +411,13 @@ def _cmd_eval(args) -> int:
         )
     except (ConfigError, CorruptCheckpointError, DatasetError) as e:
         raise UsageError(f"sciml eval: {e}") from None
-    out = run_dir / f"eval_s{results['resolution']}_seed{args.seed}.json"
+    if args.data is not None:
+        name = f"eval_{_sweep_slug(Path(args.data).stem)}.json"
+    elif args.resolution is None and args.n is None and args.seed is None:
+        name = "eval_test.json"
+    else:
+        name = f"eval_s{results['resolution']}_seed{results['seed']}.json"
+    out = run_dir / name
     atomic_write_bytes(out, (json.dumps(results, indent=2) + "\n").encode())
     for k, v in results.items():
         print(f"  {k}: {v}")
@@ -338,8 +425,37 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _sweep_slug(text: str) -> str:
+    from .sweep import slug
+
+    return slug(text) or "data"
+
+
+def _check_out(command: str, out: Path, force: bool) -> None:
+    if out.exists() and out.is_dir():
+        raise UsageError(f"{command}: --out {str(out)!r} is a directory; give a file path")
+    if out.exists() and not force:
+        raise UsageError(
+            f"{command}: --out {str(out)!r} already exists; pass --force to replace it"
+        )
+
+
+_FILE_FLAGS = ("inputs", "outputs", "channels", "stride")
+
+
 def _cmd_data(args) -> int:
     out = Path(args.out)
+    if args.recipe == "import":
+        return _cmd_import(args, out)
+    given = [f for f in _FILE_FLAGS if getattr(args, f) is not None]
+    if args.source is not None or given:
+        what = repr(args.source) if args.source is not None else f"--{given[0]}"
+        raise UsageError(
+            f"sciml data {args.recipe}: {what} applies to 'sciml data import SRC' only"
+        )
+    missing = [f for f in ("--n", "--resolution") if getattr(args, f[2:]) is None]
+    if missing:
+        raise UsageError(f"sciml data: the following arguments are required: {', '.join(missing)}")
     if out.exists() and not args.force:
         raise UsageError(
             f"sciml data: --out {str(out)!r} already exists; pass --force to replace it"
@@ -404,6 +520,95 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def _cmd_import(args, out: Path) -> int:
+    if args.source is None:
+        raise UsageError("sciml data import: give the file to import: sciml data import SRC ...")
+    unused = [
+        "--" + name.replace("_", "-")
+        for name in ("n", "resolution", "chunk_size", *RECIPE_OPTIONS)
+        if getattr(args, name) is not None
+    ]
+    if unused:
+        raise UsageError(f"sciml data import: {unused[0]} applies to recipes, not to import")
+    for flag in ("inputs", "outputs"):
+        if not getattr(args, flag):
+            raise UsageError(
+                f"sciml data import: --{flag} is missing: name the {flag} array of {args.source!r}"
+            )
+    _check_out("sciml data import", out, args.force)
+    from ..data import DatasetError, import_arrays
+
+    try:
+        checksum = import_arrays(
+            args.source,
+            out,
+            inputs=args.inputs,
+            outputs=args.outputs,
+            channels=args.channels or "auto",
+            stride=args.stride or 1,
+            progress=not args.no_progress,
+        )
+    except DatasetError as e:
+        raise UsageError(f"sciml data import: {e}") from None
+    print(f"wrote {out} (sha256 {checksum})")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    run_dir = _finished_run("sciml predict", args.run_dir)
+    out = Path(args.out)
+    _check_out("sciml predict", out, args.force)
+    if out.suffix.lower() not in (".npz", ".h5", ".hdf5"):
+        raise UsageError(f"sciml predict: --out {str(out)!r} is invalid: give a .npz or .h5 file")
+    from ..data import DatasetError
+    from ..train import CorruptCheckpointError
+    from .config import ConfigError
+    from .operator_run import predict_file
+
+    try:
+        n = predict_file(
+            run_dir,
+            args.input,
+            str(out),
+            inputs=args.inputs,
+            channels=args.channels,
+            stride=args.stride,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
+    except (ConfigError, CorruptCheckpointError, DatasetError) as e:
+        raise UsageError(f"sciml predict: {e}") from None
+    print(f"wrote {n} predictions to {out}")
+    return 0
+
+
+def _cmd_config(args) -> int:
+    from .config import PINN_SCHEMA, SCHEMA, ConfigError, describe_schema, load_config
+
+    if args.config is None:
+        if args.overrides:
+            raise UsageError("sciml config show: --set needs a CONFIG")
+        print(describe_schema(PINN_SCHEMA if args.kind == "pinn" else SCHEMA))
+        return 0
+    try:
+        config = load_config(Path(args.config), args.overrides)
+    except ConfigError as e:
+        raise UsageError(f"sciml config show: {e}") from None
+    schema = PINN_SCHEMA if config.get("kind") == "pinn" else SCHEMA
+    print(describe_schema(schema, config))
+    return 0
+
+
+def _finished_run(command: str, run_dir: str) -> Path:
+    run_dir = Path(run_dir)
+    for name in ("config.toml", "best_model.eqx"):
+        if not (run_dir / name).is_file():
+            raise UsageError(
+                f"{command}: {str(run_dir)!r} is not a finished run directory (no {name})"
+            )
+    return run_dir
+
+
 @contextlib.contextmanager
 def _one_line_warnings():
     # A warning of a command is one line, without the source line `warnings` adds.
@@ -444,11 +649,20 @@ def _main(argv: list[str] | None) -> int:
 
     try:
         args = _parser().parse_args(argv)
-        commands = {"run": _cmd_run, "eval": _cmd_eval, "data": _cmd_data}
+        commands = {
+            "run": _cmd_run,
+            "eval": _cmd_eval,
+            "data": _cmd_data,
+            "predict": _cmd_predict,
+            "config": _cmd_config,
+        }
         return commands[args.command](args)
     except UsageError as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return USAGE_ERROR
+    except BrokenPipeError:  # the reader went away (`sciml config show | head`)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes it at exit)
+        return 0
     except StorageError as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return RUNTIME_ERROR

@@ -179,7 +179,36 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
         "n_train": Option(int, 1000, check=_positive, allowed=">= 1"),
         "n_test": Option(int, 100, check=_positive, allowed=">= 1"),
         "seed": Option(int, 0, check=_nonnegative, allowed=">= 0", help="data generation seed"),
-        "path": Option(str, "", help="dataset file; generated (and cached) when empty"),
+        "path": Option(
+            str,
+            "",
+            help="dataset file: one written by `sciml data`, or your own (.npz, .npy, .mat, "
+            ".h5 / .hdf5, with data.inputs and data.outputs); relative to the config file; "
+            "generated (and cached) from data.recipe when empty",
+        ),
+        "inputs": Option(str, "", help="name of the inputs array in your own data.path file"),
+        "outputs": Option(str, "", help="name of the outputs array in your own data.path file"),
+        "test_path": Option(
+            str,
+            "",
+            help="your own file of test samples, same array names (default: the last "
+            "data.n_test samples of data.path)",
+        ),
+        "channels": Option(
+            str,
+            "auto",
+            choices=("auto", "none", "first", "last"),
+            help="how the arrays of your own file hold channels: none (n, *spatial), first "
+            "(n, c, *spatial), last (n, *spatial, c), or auto",
+        ),
+        "stride": Option(
+            int,
+            1,
+            check=_positive,
+            allowed=">= 1",
+            help="take every stride-th point of each spatial axis of your own file (the FNO "
+            "paper's r)",
+        ),
         "cache_dir": Option(str, "data", help="where generated datasets are cached"),
         "stream": Option(
             bool,
@@ -402,6 +431,42 @@ def _validate_pinn(raw: dict) -> dict:
     return config
 
 
+def describe_schema(schema: dict, config: dict | None = None) -> str:
+    """Every key of a schema, one line each, as TOML under its table: the default (with a
+    config: the value it resolves to), the allowed values and the key's help."""
+    import tomli_w
+
+    lines: list[str] = []
+
+    def walk(node: dict, values: dict | None, table: str) -> None:
+        leaves = {k: v for k, v in node.items() if not isinstance(v, dict)}
+        if leaves:
+            if table:
+                lines.append(f"\n[{table}]")
+            for key, option in leaves.items():
+                value = option.default if values is None else values[key]
+                text = tomli_w.dumps({key: value}).strip() if value is not _REQUIRED else key
+                notes = [_describe_type(option)]
+                if option.choices is not None:
+                    notes.append("one of " + ", ".join(repr(c) for c in option.choices))
+                elif option.allowed:
+                    notes.append(option.allowed)
+                if values is not None and value != option.default:
+                    notes.append(
+                        f"default {tomli_w.dumps({key: option.default}).split('=', 1)[1].strip()}"
+                    )
+                if option.help:
+                    notes.append(option.help)
+                lines.append(f"{text}  # {'; '.join(notes)}")
+        for key, sub in node.items():
+            if isinstance(sub, dict):
+                name = f"{table}.{key}" if table else key
+                walk(sub, None if values is None else values[key], name)
+
+    walk(schema, config, "")
+    return "\n".join(lines).strip("\n")
+
+
 def _describe_type(option: Option) -> str:
     if option.type == (int, str):
         return "an integer or a string"
@@ -552,21 +617,78 @@ def _fail(key: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"config key '{key}' = {show_value(value)} is invalid: {allowed}", key=key)
 
 
-def _check_applicable(raw: dict, config: dict) -> None:
+@dataclass(frozen=True)
+class DataShape:
+    """What the checks of the task and the model need to know of the data: its spatial
+    dimensions, grid points per axis (the smallest axis), the output frames a trajectory task
+    may use (`None`: not trajectory data) and the grid (`"nodes"` or `"periodic"`)."""
+
+    dims: int
+    resolution: int
+    frames: int | None
+    grid: str
+
+
+_OWN_SUFFIXES = (".npz", ".npy", ".mat")
+_OWN_KEYS = ("inputs", "outputs", "test_path", "channels", "stride")
+
+
+def reads_own_file(data: dict) -> bool:
+    """Whether a `[data]` table reads the user's own arrays from `data.path` (named by
+    `data.inputs` / `data.outputs`, a .npz / .npy / .mat file, or one made by `sciml data
+    import`) rather than data of a recipe."""
+    if not data["path"]:
+        return False
+    suffix = Path(data["path"]).suffix.lower()
+    if data["inputs"] or data["outputs"] or suffix in _OWN_SUFFIXES:
+        return True
+    return _imported_recipe(data["path"])
+
+
+def _imported_recipe(path: str) -> bool:
+    """Whether `path` is a sciml dataset file made by `sciml data import` (its `recipe`
+    attribute says "imported"); False for anything else, readable or not."""
+    import json
+
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            recipe = json.loads(f.attrs.get("recipe", "{}"))
+    except (OSError, ValueError, TypeError):
+        return False
+    return isinstance(recipe, dict) and recipe.get("recipe") == "imported"
+
+
+def _changed(config: dict, section: str, key: str) -> bool:
     # A key left at its default is harmless (a resolved config, as stored in a run directory,
     # holds every key); one set to anything else where it does not apply is an error.
-    def changed(section: str, key: str) -> bool:
-        return config[section][key] != SCHEMA[section][key].default
+    return config[section][key] != SCHEMA[section][key].default
 
-    recipe, model = config["data"]["recipe"], config["model"]["name"]
+
+def _check_recipe_keys(raw: dict, config: dict) -> None:
+    recipe = config["data"]["recipe"]
     options = get_recipe(recipe).options
     for key in raw.get("data", {}):
-        if key in RECIPE_OPTIONS and key not in options and changed("data", key):
+        if key in RECIPE_OPTIONS and key not in options and _changed(config, "data", key):
             raise ConfigError(
                 f"config key 'data.{key}' does not apply to data.recipe = {recipe!r}; its "
                 f"options are: {', '.join(options)}",
                 key=f"data.{key}",
             )
+        if key in _OWN_KEYS and _changed(config, "data", key):
+            raise ConfigError(
+                f"config key 'data.{key}' applies to your own data file only: set data.path "
+                "with data.inputs and data.outputs",
+                key=f"data.{key}",
+            )
+
+
+def _check_applicable(raw: dict, config: dict, shape: DataShape) -> None:
+    def changed(section: str, key: str) -> bool:
+        return _changed(config, section, key)
+
+    recipe, model = config["data"]["recipe"], config["model"]["name"]
     for key in raw.get("model", {}):
         if key != "name" and key not in _MODEL_KEYS[model] and changed("model", key):
             raise ConfigError(
@@ -574,7 +696,7 @@ def _check_applicable(raw: dict, config: dict) -> None:
                 f"options are: {', '.join(_MODEL_KEYS[model])}",
                 key=f"model.{key}",
             )
-    if not get_recipe(recipe).trajectory:
+    if shape.frames is None:
         for key in raw.get("task", {}):
             if key != "kind" and changed("task", key):
                 raise ConfigError(
@@ -613,27 +735,28 @@ def _check_recipe(config: dict) -> None:
         ) from None
 
 
-def _check_task(config: dict) -> int:
+def _check_task(config: dict, shape: DataShape) -> int:
     """Checks the task against the data; returns the spatial dims the model works in."""
-    data, task, model = config["data"], config["task"], config["model"]
-    recipe = get_recipe(data["recipe"])
-    dims = recipe.num_spatial_dims
+    task, model = config["task"], config["model"]
+    dims = shape.dims
     kind = task["kind"]
-    if kind != "direct" and not recipe.trajectory:
+    if kind != "direct" and shape.frames is None:
         raise _fail(
             "task.kind",
             kind,
             "allowed for this recipe: 'direct' (rollout and "
             f"space_time need trajectory data, {_TRAJECTORY_RECIPES})",
         )
-    if recipe.trajectory:
-        frames = recipe.channels(**recipe_arguments(data))[1]
+    # A recipe's trajectories are always cut into frames; your own file's only for the
+    # rollout and space_time tasks (`direct` maps data.inputs to data.outputs).
+    if shape.frames is not None and (kind != "direct" or not reads_own_file(config["data"])):
+        frames = shape.frames
         if task["t_in"] + task["t_out"] > frames:
+            where = "data.outputs" if reads_own_file(config["data"]) else "data.record_steps"
             raise _fail(
                 "task.t_out",
                 task["t_out"],
-                f"task.t_in + task.t_out must be at most the {frames} recorded frames "
-                "(data.record_steps)",
+                f"task.t_in + task.t_out must be at most the {frames} recorded frames ({where})",
             )
     if kind == "space_time":
         if model["name"] != "fno":
@@ -649,9 +772,9 @@ def _check_task(config: dict) -> int:
     return dims
 
 
-def _check_model(config: dict, dims: int) -> None:
+def _check_model(config: dict, dims: int, shape: DataShape) -> None:
     data, model = config["data"], config["model"]
-    resolution = data["resolution"]
+    resolution = shape.resolution
     if model["name"] == "fno":
         if len(model["modes"]) != dims:
             raise _fail(
@@ -664,7 +787,7 @@ def _check_model(config: dict, dims: int) -> None:
             raise _fail(
                 "model.padding", model["padding"], f"allowed at most data.resolution = {resolution}"
             )
-        for k in model["modes"][: get_recipe(data["recipe"]).num_spatial_dims]:
+        for k in model["modes"][: shape.dims]:
             if resolution + model["padding"] < 2 * k:
                 raise _fail(
                     "model.modes",
@@ -698,7 +821,7 @@ def _check_model(config: dict, dims: int) -> None:
     elif model["sensors"]:
         from ..operators._deeponet import sensor_strides
 
-        grid, m = get_recipe(data["recipe"]).grid, model["sensors"]
+        grid, m = shape.grid, model["sensors"]
         if (
             m > resolution
             or (grid == "nodes" and m < 2)
@@ -713,25 +836,151 @@ def _check_model(config: dict, dims: int) -> None:
             )
 
 
-def _cross_checks(raw: dict, config: dict) -> None:
-    path = config["data"]["path"]
+def _check_file(key: str, path: str) -> None:
     if path and not os.path.isfile(path):
         what = "it is a directory" if os.path.isdir(path) else "no such file"
         raise _fail(
-            "data.path",
+            key,
             path,
-            f"{what}; give a dataset file (written by `sciml data`), or leave it empty to "
-            "generate the data",
+            f"{what}; give a dataset file (written by `sciml data`, or your own with "
+            "data.inputs and data.outputs), or leave it empty to generate the data",
         )
-    _check_applicable(raw, config)
-    _check_recipe(config)
-    _check_model(config, _check_task(config))
+
+
+def _recipe_shape(config: dict) -> DataShape:
+    data = config["data"]
+    recipe = get_recipe(data["recipe"])
+    frames = recipe.channels(**recipe_arguments(data))[1] if recipe.trajectory else None
+    return DataShape(recipe.num_spatial_dims, data["resolution"], frames, recipe.grid)
+
+
+def inspect_own_files(data: dict) -> tuple[Any, Any]:
+    """The `ArraysInfo` of data.path and of data.test_path (or `None`), as
+    `sciml.data.inspect_arrays` reads them from the files' headers; `ConfigError` naming the
+    key otherwise."""
+    from ..data import DatasetError, inspect_arrays
+
+    keys = {k: data[k] for k in ("inputs", "outputs", "channels", "stride")}
+    for name in ("inputs", "outputs"):
+        if not data[name] and not _imported_recipe(data["path"]):
+            raise ConfigError(
+                f"config key 'data.{name}' is missing: give the name of the {name} array in "
+                f"data.path = {show_value(data['path'])}",
+                key=f"data.{name}",
+            )
+    infos = []
+    for name in ("path", "test_path"):
+        if not data[name]:
+            infos.append(None)
+            continue
+        try:
+            infos.append(inspect_arrays(data[name], **keys))
+        except DatasetError as e:
+            raise ConfigError(
+                f"config key 'data.{name}' = {show_value(data[name])} is invalid: {e}",
+                key=f"data.{name}",
+            ) from None
+    train, test = infos
+    if test is not None:
+        for what in ("in_channels", "out_channels", "spatial"):
+            if getattr(test, what) != getattr(train, what):
+                raise _fail(
+                    "data.test_path",
+                    data["test_path"],
+                    f"its {what.replace('_', ' ')} {getattr(test, what)} differ from "
+                    f"data.path's {getattr(train, what)}",
+                )
+    return train, test
+
+
+def _check_own_file(raw: dict, config: dict) -> DataShape:
+    """Checks a `[data]` table that reads the user's own file and fills in what the file
+    decides: the resolution and, where not given, the sample counts."""
+    data, given = config["data"], raw.get("data", {})
+    for key in given:
+        if (key in RECIPE_OPTIONS or key in ("recipe", "zero_mean")) and _changed(
+            config, "data", key
+        ):
+            raise ConfigError(
+                f"config key 'data.{key}' does not apply to data from your own file "
+                f"(data.path = {show_value(data['path'])}); it describes a recipe's data",
+                key=f"data.{key}",
+            )
+    train, test = inspect_own_files(data)
+    resolution = min(train.spatial)
+    if "resolution" in given and data["resolution"] != resolution:
+        raise _fail(
+            "data.resolution",
+            data["resolution"],
+            f"data.path holds {resolution} points per axis"
+            + (f" after data.stride = {data['stride']}" if data["stride"] > 1 else "")
+            + "; leave data.resolution out (subsample with data.stride)",
+        )
+    data["resolution"] = resolution
+    _split_counts(data, given, train.n, None if test is None else test.n)
+    return DataShape(len(train.spatial), resolution, train.out_channels, "nodes")
+
+
+def _split_counts(data: dict, given: dict, n_path: int, n_test_path: int | None) -> None:
+    """Fills in data.n_train and data.n_test of the user's own files where not given: every
+    sample of data.path and of data.test_path; without a data.test_path, the last fifth of
+    data.path (at least one sample) is the test set."""
+    if n_test_path is not None:
+        for key, available, where in (
+            ("n_train", n_path, "data.path"),
+            ("n_test", n_test_path, "data.test_path"),
+        ):
+            if key not in given:
+                data[key] = available
+            elif data[key] > available:
+                raise _fail(
+                    f"data.{key}", data[key], f"allowed at most the {available} samples of {where}"
+                )
+        return
+    if n_path < 2:
+        raise _fail(
+            "data.path",
+            data["path"],
+            f"it holds {n_path} sample(s); give at least 2 (training and test), or a "
+            "data.test_path",
+        )
+    if "n_train" not in given and "n_test" not in given:
+        data["n_test"] = max(1, n_path // 5)
+    if "n_train" not in given:
+        data["n_train"] = n_path - data["n_test"]
+    elif "n_test" not in given:
+        data["n_test"] = n_path - data["n_train"]
+    if data["n_train"] < 1 or data["n_test"] < 1 or data["n_train"] + data["n_test"] > n_path:
+        key = "n_test" if "n_test" in given else "n_train"
+        raise _fail(
+            f"data.{key}",
+            data[key],
+            f"data.n_train + data.n_test must be at most the {n_path} samples of data.path, "
+            "each at least 1",
+        )
+
+
+def _cross_checks(raw: dict, config: dict) -> None:
+    data = config["data"]
+    _check_file("data.path", data["path"])
+    _check_file("data.test_path", data["test_path"])
+    if reads_own_file(data):
+        shape = _check_own_file(raw, config)
+    else:
+        _check_recipe_keys(raw, config)
+        _check_recipe(config)
+        shape = _recipe_shape(config)
+    _check_applicable(raw, config, shape)
+    _check_model(config, _check_task(config, shape), shape)
     if config["train"]["batch_size"] > config["data"]["n_train"]:
         raise _fail(
             "train.batch_size",
             config["train"]["batch_size"],
             f"allowed at most data.n_train = {config['data']['n_train']}",
         )
+    for key in _PATH_KEYS:  # the resolved config (run.json, --resume) works from anywhere
+        if data[key]:
+            data[key] = os.path.abspath(data[key])
 
 
 def nonfinite_options(train_cfg: dict) -> dict[str, Any]:
@@ -794,18 +1043,23 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def validate_config(raw: dict) -> dict:
-    """Fills in defaults and checks every key; raises `ConfigError` on the first problem."""
+def validate_config(raw: dict, *, check_data: bool = True) -> dict:
+    """Fills in defaults and checks every key; raises `ConfigError` on the first problem.
+
+    `check_data=False` checks each key alone but not the config against its data files (for
+    the stored config of a run, checked when the run started, whose files may be gone)."""
     kind = raw.get("kind", "operator")
     if kind == "pinn":
         return _validate_pinn(raw)
     config = _validate(raw, SCHEMA)
-    _cross_checks(raw, config)
+    if check_data:
+        _cross_checks(raw, config)
     return config
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
-    """Reads a TOML config, applies `--set` overrides and validates it."""
+def load_config(path: str | Path, overrides: list[str] = (), *, check_data: bool = True) -> dict:
+    """Reads a TOML config, applies `--set` overrides and validates it (see
+    `validate_config` for `check_data`)."""
     path = Path(path)
     if not os.path.isfile(path):
         what = "is a directory" if os.path.isdir(path) else "does not exist"
@@ -825,4 +1079,20 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
             f"config file {show_value(str(path))} is empty (no keys); expected TOML keys and "
             'tables, e.g. name = "my-run" and [train]'
         )
-    return validate_config(apply_overrides(raw, list(overrides)))
+    _resolve_paths(raw, path.parent)
+    return validate_config(apply_overrides(raw, list(overrides)), check_data=check_data)
+
+
+_PATH_KEYS = ("path", "test_path")
+
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    """Data files named in a config file are relative to the config file's folder (a `--set`
+    value is relative to the working directory, as a shell argument is)."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+    for key in _PATH_KEYS:
+        value = data.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            data[key] = os.path.normpath(os.path.join(os.path.abspath(base), value))

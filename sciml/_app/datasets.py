@@ -10,6 +10,7 @@ from typing import Any
 from .. import data as sdata
 from .._atomic import RunLock, remove_temporaries
 from .._catalogue import get_recipe
+from .config import reads_own_file
 
 
 def recipe_options(data_cfg: dict) -> dict[str, Any]:
@@ -112,6 +113,46 @@ def task_arrays(config: dict, dataset: sdata.Dataset, start: int, stop: int):
 
 
 def _part(array, rows: slice, channels: slice = slice(None)):
-    if isinstance(array, sdata.OnDiskArray):
+    if hasattr(array, "subset"):  # on disk (`OnDiskArray`, or your own HDF5 file streamed)
         return array.subset(rows=rows, channels=channels)
     return array[rows, channels]
+
+
+def read_own_file(data_cfg: dict, key: str = "path") -> sdata.Dataset:
+    """The arrays of your own file named by `data.path` (or `data.test_path`), as the
+    `[data]` table describes them; on disk with `data.stream` where the format allows."""
+    return sdata.read_arrays(
+        data_cfg[key],
+        inputs=data_cfg["inputs"],
+        outputs=data_cfg["outputs"],
+        channels=data_cfg["channels"],
+        stride=data_cfg["stride"],
+        stream=data_cfg["stream"],
+    )
+
+
+def split_arrays(config: dict, *, progress: bool = True):
+    """The task's `((x_train, y_train), (x_test, y_test))` of a validated operator config:
+    the first data.n_train samples for training; for testing the next data.n_test samples of
+    a recipe's data, the first data.n_test of data.test_path, or else the last data.n_test of
+    data.path."""
+    data_cfg = config["data"]
+    n_train, n_test = data_cfg["n_train"], data_cfg["n_test"]
+    if not reads_own_file(data_cfg):
+        dataset = obtain_dataset(data_cfg, progress=progress)
+        test_start = n_train
+        test = dataset
+    else:
+        dataset = read_own_file(data_cfg)
+        test = read_own_file(data_cfg, "test_path") if data_cfg["test_path"] else dataset
+        test_start = 0 if data_cfg["test_path"] else len(dataset) - n_test
+        for name, part, needed in (("path", dataset, n_train), ("test_path", test, n_test)):
+            if len(part) < needed:  # the file changed since the config was checked
+                raise sdata.DatasetError(
+                    f"{data_cfg[name]} holds {len(part)} samples but the config needs "
+                    f"{needed}; the file changed since the run started"
+                )
+    return (
+        task_arrays(config, dataset, 0, n_train),
+        task_arrays(config, test, test_start, test_start + n_test),
+    )

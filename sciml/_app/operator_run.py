@@ -19,11 +19,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .. import data as sdata
 from .. import operators, train
 from .._atomic import atomic_write_bytes
 from .._catalogue import OPERATOR_ACTIVATIONS, get_recipe, resolve
-from .config import nonfinite_options
-from .datasets import dataset_path, obtain_dataset, recipe_options, task_arrays
+from .config import ConfigError, nonfinite_options, reads_own_file
+from .datasets import (
+    dataset_path,
+    obtain_dataset,
+    recipe_options,
+    split_arrays,
+    task_arrays,
+)
 
 
 def _fno(config: dict, in_channels: int, out_channels: int, *, key) -> operators.FNO:
@@ -146,13 +153,46 @@ def build_optimizer(train_cfg: dict, steps_per_epoch: int) -> optax.GradientTran
 
 def metrics_for(config: dict) -> dict[str, Any]:
     """The evaluation metrics (the first is the one `fit` tracks for the best model); the H1
-    norm takes the recipe's grid (periodic or nodes) into account."""
-    periodic = get_recipe(config["data"]["recipe"]).grid == "periodic"
+    norm takes the recipe's grid (periodic or nodes) into account; your own data count as
+    not periodic."""
+    data = config["data"]
+    periodic = not reads_own_file(data) and get_recipe(data["recipe"]).grid == "periodic"
     return {
         "relative_l2": train.relative_l2,
         "h1": functools.partial(train.h1_loss, periodic=periodic),
         "mse": train.mse,
     }
+
+
+@eqx.filter_jit
+def _forward(model, batch):
+    return jax.vmap(model)(batch)
+
+
+def predict(model, x, *, batch_size: int) -> np.ndarray:
+    """The model's predictions for every sample of `x` (in memory or on disk), batch by batch."""
+    out = [
+        np.asarray(
+            _forward(model, jnp.asarray(np.asarray(x[start : start + batch_size], np.float32)))
+        )
+        for start in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(out)
+
+
+def field_metrics(model, x, y, *, batch_size: int) -> dict[str, float]:
+    """PDEBench's metrics (`sciml.train.PDEBENCH_METRICS`: RMSE, nRMSE, max error, cRMSE,
+    bRMSE, fRMSE by band) over the whole of `(x, y)`, each computed once on all predictions
+    (cRMSE, the max and the Fourier bands pool the samples). A metric the grid leaves
+    undefined (a Fourier band it does not resolve) is left out."""
+    pred = jnp.asarray(predict(model, x, batch_size=batch_size))
+    target = jnp.asarray(np.asarray(y, np.float32))
+    out = {}
+    for name, metric in train.PDEBENCH_METRICS.items():
+        value = float(metric(pred, target))
+        if math.isfinite(value):
+            out[name] = value
+    return out
 
 
 def measure_step_time(model, loss_fn, optimizer, batch, *, repeats: int = 10) -> float:
@@ -177,11 +217,11 @@ def run_operator(
     data_cfg, train_cfg = config["data"], config["train"]
     progress = train_cfg["progress"]
 
-    dataset = obtain_dataset(data_cfg, progress=progress)
-    n_train, n_test = data_cfg["n_train"], data_cfg["n_test"]
-    x_train, y_train = task_arrays(config, dataset, 0, n_train)
-    x_test, y_test = task_arrays(config, dataset, n_train, n_train + n_test)
+    (x_train, y_train), (x_test, y_test) = split_arrays(config, progress=progress)
+    n_train = data_cfg["n_train"]
     metrics = metrics_for(config)
+    if train.is_writer():
+        write_model_shapes(run_dir, x_train, y_train)
 
     model_key, train_key = jax.random.split(jax.random.key(config["seed"]))
     model = build_normalized_model(config, x_train, y_train, key=model_key)
@@ -216,6 +256,8 @@ def run_operator(
         mesh = None  # evaluation is cheap: one device rather than an error
     final = train.evaluate(model, (x_test, y_test), metrics, batch_size=eval_batch, mesh=mesh)
     final = {f"test_{k}": float(v) for k, v in final.items()}
+    fields = field_metrics(model, x_test, y_test, batch_size=eval_batch)
+    final.update({f"test_{k}": v for k, v in fields.items()})
     evaluated = [r for r in history if "eval_relative_l2" in r]
     best_epoch = min(evaluated, key=lambda r: r["eval_relative_l2"])["epoch"] if evaluated else None
     results = {
@@ -261,27 +303,138 @@ def count_params(model) -> int:
     return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
 
+MODEL_SHAPES = "model.json"
+
+
+def write_model_shapes(run_dir: Path, x_train, y_train) -> None:
+    """Records the shapes of one training sample and target (`model.json`), so that the
+    trained model can be rebuilt without the training data (`load_model`)."""
+    shapes = {"inputs": list(x_train.shape[1:]), "outputs": list(y_train.shape[1:])}
+    atomic_write_bytes(run_dir / MODEL_SHAPES, (json.dumps(shapes) + "\n").encode())
+
+
+def _skeleton(config: dict, run_dir: Path, x=None, y=None):
+    """An untrained model of the run's shape: from `model.json`, or (runs made before it was
+    written) from evaluation arrays `x`, `y` of the trained grid's channels."""
+    path = run_dir / MODEL_SHAPES
+    if path.is_file():
+        try:
+            shapes = json.loads(path.read_text())
+            x_shape, y_shape = (tuple(int(k) for k in shapes[key]) for key in ("inputs", "outputs"))
+        except (ValueError, KeyError, TypeError, OSError):
+            raise ConfigError(f"'{path}' is damaged; the run's model cannot be rebuilt") from None
+    elif x is not None:
+        spatial = (config["data"]["resolution"],) * (x.ndim - 2)
+        x_shape, y_shape = (x.shape[1], *spatial), (y.shape[1], *spatial)
+    else:
+        raise ConfigError(
+            f"'{run_dir}' has no {MODEL_SHAPES} (made by an older version): evaluate it with "
+            "sciml eval, which rebuilds the model from the test data"
+        )
+    dummy_x = np.zeros((2, *x_shape), np.float32)
+    dummy_y = np.zeros((2, *y_shape), np.float32)
+    return build_normalized_model(config, dummy_x, dummy_y, key=jax.random.key(0))
+
+
+def load_trained_model(run_dir: str | Path, x=None, y=None):
+    """The best model of an operator run (normalisers included), acting on one sample
+    `(channels, *spatial)`, and the run's config."""
+    from .rundir import stored_config
+
+    run_dir = Path(run_dir)
+    config = stored_config(run_dir)
+    if config.get("kind") == "pinn":
+        raise ConfigError(
+            f"'{run_dir}' is a PINN run; its model is in best_model.eqx (sciml.pinn.solve)"
+        )
+    model = train.load_model_file(run_dir / "best_model.eqx", _skeleton(config, run_dir, x, y))
+    return model, config
+
+
+def _own_keys(config: dict, inputs, outputs, channels, stride) -> dict:
+    """The array names and layout of a `--data` file: as given, else the run's own."""
+    data = config["data"]
+    own = reads_own_file(data)
+    keys = {
+        "inputs": inputs or (data["inputs"] if own else ""),
+        "outputs": outputs or (data["outputs"] if own else ""),
+        "channels": channels or (data["channels"] if own else "auto"),
+        "stride": stride or (data["stride"] if own else 1),
+    }
+    return keys
+
+
 def evaluate_run(
     run_dir: Path,
     *,
-    resolution: int | None,
-    n: int,
-    seed: int,
+    data: str | None = None,
+    inputs: str | None = None,
+    outputs: str | None = None,
+    channels: str | None = None,
+    stride: int | None = None,
+    resolution: int | None = None,
+    n: int | None = None,
+    seed: int | None = None,
     progress: bool = True,
     allow_large: bool = False,
 ) -> dict:
-    """Evaluates a run's best model on fresh data at any resolution (zero-shot super-resolution).
+    """Scores a run's best model.
 
-    The test data come from the run's recipe with a different seed, generated (and cached) like
-    training data.
+    By default on the run's own test data (its recipe's data, regenerated identically if the
+    cached file is gone, or its data.test_path / the last data.n_test samples of data.path).
+    `data`: another file instead (array names and layout as given, else the run's own), e.g.
+    the same problem at twice the resolution. `resolution`, `n`, `seed`: fresh samples of the
+    run's recipe (zero-shot super-resolution), for runs trained on a recipe's data.
     """
-    from .config import load_config
-    from .rundir import verify_config
+    from .rundir import stored_config
 
     run_dir = Path(run_dir)
-    verify_config(run_dir)
-    # The evaluation data are generated afresh: the training file need not exist any more.
-    config = load_config(run_dir / "config.toml", ['data.path=""'])
+    config = stored_config(run_dir)
+    fresh = resolution is not None or n is not None or seed is not None
+    if data is not None and fresh:
+        raise ConfigError("give --data FILE or --resolution / --n / --seed, not both")
+    if data is not None:
+        keys = _own_keys(config, inputs, outputs, channels, stride)
+        dataset = sdata.read_arrays(data, **keys, stream=config["data"]["stream"])
+        x, y = task_arrays(config, dataset, 0, len(dataset))
+        source = {"data": str(data), **keys, "n": len(dataset)}
+    elif fresh:
+        x, y, source = _fresh_recipe_data(
+            config, resolution, n, seed, progress=progress, allow_large=allow_large
+        )
+    else:
+        try:
+            _, (x, y) = split_arrays(config, progress=progress)
+        except sdata.DatasetError as e:
+            raise sdata.DatasetError(
+                f"the run's own test data cannot be read ({e}); pass --data FILE to score "
+                "another file"
+            ) from None
+        source = {"data": "the run's own test data", "n": config["data"]["n_test"]}
+
+    model, _ = load_trained_model(run_dir, x, y)
+    batch_size = config["eval"]["batch_size"]
+    metrics = train.evaluate(model, (x, y), metrics_for(config), batch_size=batch_size)
+    fields = field_metrics(model, x, y, batch_size=batch_size)
+    return {
+        **source,
+        "trained_resolution": config["data"]["resolution"],
+        "resolution": int(min(x.shape[2:])),
+        **{f"test_{k}": float(v) for k, v in metrics.items()},
+        **{f"test_{k}": v for k, v in fields.items()},
+    }
+
+
+def _fresh_recipe_data(config, resolution, n, seed, *, progress, allow_large):
+    """Fresh samples of the run's recipe at any resolution (by default 100 samples with seed
+    1000, distinct from the training data)."""
+    if reads_own_file(config["data"]):
+        raise ConfigError(
+            "--resolution, --n and --seed draw fresh samples from a recipe, but this run was "
+            f"trained on your own file {config['data']['path']!r}: pass --data FILE instead"
+        )
+    n = 100 if n is None else n
+    seed = 1000 if seed is None else seed
     data_cfg = dict(config["data"])
     trained_resolution = data_cfg["resolution"]
     resolution = resolution or trained_resolution
@@ -296,20 +449,61 @@ def evaluate_run(
         check_data_budget(data_cfg["recipe"], n, resolution, options, path, allow_large=allow_large)
     dataset = obtain_dataset(data_cfg, progress=progress)
     x, y = task_arrays(config, dataset, 0, n)
+    return x, y, {"data": f"{data_cfg['recipe']} recipe", "n": n, "seed": seed}
 
-    # A skeleton of the trained model (normalizer statistics of the trained grid's shape).
-    spatial = (trained_resolution,) * (x.ndim - 2)
-    dummy_x = np.zeros((2, x.shape[1], *spatial), np.float32)
-    dummy_y = np.zeros((2, y.shape[1], *spatial), np.float32)
-    like = build_normalized_model(config, dummy_x, dummy_y, key=jax.random.key(0))
-    model = train.load_model_file(run_dir / "best_model.eqx", like)
-    metrics = train.evaluate(
-        model, (x, y), metrics_for(config), batch_size=config["eval"]["batch_size"]
-    )
-    return {
-        "trained_resolution": trained_resolution,
-        "resolution": resolution,
-        "n": n,
-        "seed": seed,
-        **{f"test_{k}": float(v) for k, v in metrics.items()},
-    }
+
+def predict_file(
+    run_dir: Path,
+    source: str,
+    out: str,
+    *,
+    inputs: str | None = None,
+    channels: str | None = None,
+    stride: int | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> int:
+    """Writes the run's predictions for every sample of `source` (the array `inputs`, as the
+    run's own data name it unless given) to `out` (`.npz`: array `predictions`; `.h5`:
+    dataset `predictions`), in batches; returns the number of samples."""
+    model, config = load_trained_model(run_dir)
+    keys = _own_keys(config, inputs, None, channels, stride)
+    if not keys["inputs"]:
+        raise ConfigError("--inputs is missing: name the array of inputs in the --input file")
+    keys["outputs"] = keys["inputs"]  # only the inputs are read
+    dataset = sdata.read_arrays(source, **keys, stream=True)
+    x = dataset.inputs
+    if config["task"]["kind"] != "direct":
+        x = x[:, : config["task"]["t_in"]]
+    batch_size = batch_size or config["eval"]["batch_size"]
+    chunks = []
+    from .._progress import progress_bar
+
+    with progress_bar(total=len(x), disable=not progress, unit="sample", desc="predict") as bar:
+        for start in range(0, len(x), batch_size):
+            chunks.append(predict(model, x[start : start + batch_size], batch_size=batch_size))
+            bar.update(len(chunks[-1]))
+    predictions = np.concatenate(chunks)
+    write_predictions(Path(out), predictions)
+    return len(predictions)
+
+
+def write_predictions(out: Path, predictions: np.ndarray) -> None:
+    """Writes `predictions` atomically to `out`: `.npz` (array `predictions`) or `.h5` /
+    `.hdf5` (dataset `predictions`)."""
+    import io
+
+    suffix = out.suffix.lower()
+    if suffix == ".npz":
+        buffer = io.BytesIO()
+        np.savez(buffer, predictions=predictions)
+        atomic_write_bytes(out, buffer.getvalue())
+    elif suffix in (".h5", ".hdf5"):
+        import h5py
+
+        from .._atomic import atomic_path
+
+        with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("predictions", data=predictions)
+    else:
+        raise ConfigError(f"--out {str(out)!r} is invalid: give a .npz or .h5 / .hdf5 file name")

@@ -92,6 +92,14 @@ def verify_config(run_dir: Path) -> None:
         )
 
 
+def stored_config(run_dir: Path) -> dict:
+    """The verified config a run was started with, without checking its data files (which
+    the trained model does not need)."""
+    run_dir = Path(run_dir)
+    verify_config(run_dir)
+    return load_config(run_dir / "config.toml", check_data=False)
+
+
 def _flatten(config: dict, prefix: str = "") -> dict[str, Any]:
     flat = {}
     for key, value in config.items():
