@@ -19,6 +19,7 @@ machine has.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -28,7 +29,7 @@ from typing import Any
 
 from .. import _machine
 from .._catalogue import PINN_BENCHMARKS, get_recipe
-from .config import PINN_SCHEMA, SCHEMA, ConfigError, show_value
+from .config import PINN_SCHEMA, SCHEMA, ConfigError, reads_own_file, show_value
 
 # JAX indexes arrays (gathers, slices, `jax.random.split`) with int32 unless x64 is on, and
 # counts optimizer and guard steps in int32: longer axes end in an OverflowError deep inside
@@ -292,14 +293,42 @@ def _deeponet(
     return _Model(params, len(branch) + len(trunk), 3 * per_sample, per_sample, shared)
 
 
+@functools.lru_cache(maxsize=16)
+def _own_file(path: str, inputs: str, outputs: str, channels: str, stride: int, mtime: float):
+    """`sciml.data.inspect_arrays` of your own file, once per file version (the size checks
+    estimate many variants of one config)."""
+    from ..data import inspect_arrays
+
+    return inspect_arrays(path, inputs=inputs, outputs=outputs, channels=channels, stride=stride)
+
+
+def _own_files(data: Mapping) -> list[Any]:
+    """The `ArraysInfo` of data.path and data.test_path (if given) of a config that reads
+    your own file."""
+    infos = []
+    for key in ("path", "test_path"):
+        if data.get(key):
+            keys = (data["inputs"], data["outputs"], data["channels"], data["stride"])
+            infos.append(_own_file(data[key], *keys, os.path.getmtime(data[key])))
+    return infos
+
+
 def _operator_model(config: Mapping) -> tuple[_Model, int, tuple[int, int], list[int]]:
     """The model's sizes, how often one forward pass calls it, its channels and its grid."""
     data, task, model = config["data"], config["task"], config["model"]
     resolution = data["resolution"]
-    recipe = get_recipe(data["recipe"])
-    spatial = [resolution] * recipe.num_spatial_dims
-    channels, calls = (1, 1), 1
-    if recipe.trajectory:
+    if reads_own_file(data):
+        info = _own_files(data)[0]
+        spatial = list(info.spatial)
+        channels, calls = (info.in_channels, info.out_channels), 1
+        trajectory = task["kind"] != "direct"
+    else:
+        recipe = get_recipe(data["recipe"])
+        spatial = [resolution] * recipe.num_spatial_dims
+        channels, calls = (1, 1), 1
+        trajectory = recipe.trajectory
+    dims = len(spatial)
+    if trajectory:
         kind, t_in, t_out = task["kind"], task["t_in"], task["t_out"]
         channels = (t_in, t_out)
         if kind == "rollout":  # one frame per call, unrolled over t_out calls
@@ -309,7 +338,7 @@ def _operator_model(config: Mapping) -> tuple[_Model, int, tuple[int, int], list
             spatial = [*spatial, t_out]
     name = model["name"]
     if name == "fno":
-        if len(spatial) > recipe.num_spatial_dims:  # only the time axis is padded
+        if len(spatial) > dims:  # only the time axis is padded
             padded = [*spatial[:-1], spatial[-1] + model["padding"]]
         else:
             padded = [n + model["padding"] for n in spatial]
@@ -328,7 +357,10 @@ def _estimate_operator(config: Mapping) -> Estimate:
     n = n_train + n_test
     from .datasets import recipe_options
 
-    needs = _data_needs(data["recipe"], n, data["resolution"], recipe_options(data), None)
+    if reads_own_file(data):
+        needs = _Data(dataset=sum(info.nbytes for info in _own_files(data)), generation=0, axes=())
+    else:
+        needs = _data_needs(data["recipe"], n, data["resolution"], recipe_options(data), None)
     memory: dict[str, int] = {}
     generated = _generated(data)
     if not data.get("stream"):
