@@ -3,6 +3,10 @@ on-disk dataset format."""
 
 from ._deeponet_data import DeepONetData as DeepONetData
 from ._deeponet_data import to_deeponet as to_deeponet
+from ._external import ArraysInfo as ArraysInfo
+from ._external import import_arrays as import_arrays
+from ._external import inspect_arrays as inspect_arrays
+from ._external import read_arrays as read_arrays
 from ._grf import grf as grf
 from ._io import Dataset as Dataset
 from ._io import DatasetError as DatasetError

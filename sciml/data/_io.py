@@ -35,7 +35,7 @@ import json
 import math
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,20 +130,32 @@ def _reason(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-class _File:
-    """The read-only HDF5 handle shared by the `OnDiskArray`s of one `open_dataset` call.
+class ReadOnlyFile:
+    """The read-only HDF5 handle shared by the `OnDiskArray`s of one `open_dataset` call (or
+    of one `sciml.data.read_arrays(..., stream=True)` call).
 
     A read checks (one `fstat`) that the file is still the one that was verified; after
     `close`, or in a child process after `os.fork`, the next read opens the file again, under
-    the same check.
+    the same check. `identity` defaults to the open handle's.
+
+    `readers` maps an array's name to the function that reads a selection of it from the open
+    file (by default `handle[name][selection]`): external files store arrays in other layouts
+    (channels last, MATLAB's reversed axes) that such a function turns into `(n, c, *spatial)`.
     """
 
-    def __init__(self, path: Path, handle: h5py.File, identity: tuple[int, int, int, int]):
+    def __init__(
+        self,
+        path: Path,
+        handle: h5py.File,
+        identity: tuple[int, int, int, int] | None = None,
+        readers: dict[str, Callable[[h5py.File, tuple[Any, ...]], np.ndarray]] | None = None,
+    ):
         self.path = path
         self.where = _where(path)
         self._handle: h5py.File | None = handle
         self._pid = os.getpid()
-        self._identity = identity
+        self._identity = _identity(handle) if identity is None else identity
+        self._readers = dict(readers or {})
         self._lock = threading.Lock()
 
     def check(self, handle: h5py.File) -> None:
@@ -182,7 +194,8 @@ class _File:
         with self._lock:
             handle = self._open()
             try:
-                values = handle[name][selection]
+                reader = self._readers.get(name)
+                values = reader(handle, selection) if reader else handle[name][selection]
             except Exception as e:
                 self.check(handle)  # a file changed under us explains any failure best
                 raise DatasetError(
@@ -227,14 +240,15 @@ class OnDiskArray:
     keeps being read as it was.
     """
 
-    def __init__(self, file: _File, name: str, rows: range, channels: range, spatial, dtype):
+    def __init__(self, file: ReadOnlyFile, name: str, rows: range, channels: range, spatial, dtype):
         # Built by `open_dataset` and `subset`: `rows` and `channels` are ranges (positive
-        # step) of the file's sample and channel axes.
+        # step) of the file's sample and channel axes; `spatial` holds the size of each spatial
+        # axis, or a range (positive step) of it, e.g. every second point.
         self._file = file
         self._name = name
         self._rows = rows
         self._channels = channels
-        self._spatial = tuple(int(s) for s in spatial)
+        self._spatial = tuple(s if isinstance(s, range) else range(int(s)) for s in spatial)
         self._dtype = np.dtype(dtype)
 
     @property
@@ -250,7 +264,7 @@ class OnDiskArray:
     @property
     def shape(self) -> tuple[int, ...]:
         """`(samples, channels, *spatial)`."""
-        return (len(self._rows), len(self._channels), *self._spatial)
+        return (len(self._rows), len(self._channels), *map(len, self._spatial))
 
     @property
     def dtype(self) -> np.dtype:
@@ -313,7 +327,7 @@ class OnDiskArray:
         return values if dtype is None else values.astype(dtype, copy=False)
 
     def __getitem__(self, index: Any) -> np.ndarray:
-        axes = (self._rows, self._channels, *(range(s) for s in self._spatial))
+        axes = (self._rows, self._channels, *self._spatial)
         selection: list[Any] = []
         shape: list[int] = []
         reorder = None
@@ -744,7 +758,7 @@ def _check_array(f: h5py.File, name: str, where: str, *, grid: bool, size: int) 
         raise DatasetError(f"{where}: {name!r} holds {held}; expected {dtype}")
     if (obj.ndim != 1) if grid else (obj.ndim < 3):
         raise DatasetError(f"{where}: {name!r} has shape {obj.shape}; expected {shape}")
-    _check_storage(obj, name, where, size)
+    check_storage(obj, name, where, size)
     return obj
 
 
@@ -760,7 +774,7 @@ _FILTERS = {
 }
 
 
-def _check_storage(obj: h5py.Dataset, name: str, where: str, size: int) -> None:
+def check_storage(obj: h5py.Dataset, name: str, where: str, size: int) -> None:
     """Checks, from the file's index alone, that every value `obj` declares is stored in the
     file, and fits in what is stored: otherwise reading it would allocate and fill (HDF5 returns
     a fill value for what is not stored) as much memory, and take as long, as a damaged or
@@ -956,7 +970,7 @@ def _read(path: Path, *, verify: bool, lazy: bool) -> Dataset:
             ) from None
         if not lazy:
             return Dataset(inputs, outputs, grid, attrs)
-        file = _File(path, handle, identity)
+        file = ReadOnlyFile(path, handle, identity)
         file.check(handle)  # nothing changed the file while it was verified
     except BaseException:
         handle.close()
