@@ -983,6 +983,34 @@ def _cross_checks(raw: dict, config: dict) -> None:
             data[key] = os.path.abspath(data[key])
 
 
+def applicable(config: dict) -> dict:
+    """A copy of a validated operator config without the keys that do not apply to its data,
+    model and task (at their defaults, they change nothing): what a run directory stores.
+    PINN configs are returned whole (one file may describe both of its models)."""
+    if config.get("kind") == "pinn":
+        return config
+    out = {
+        section: dict(values) if isinstance(values, dict) else values
+        for section, values in config.items()
+    }
+    data, model = out["data"], out["model"]
+    own = reads_own_file(config["data"])
+    for key in list(data):
+        if own and (key in RECIPE_OPTIONS or key in ("recipe", "cache_dir")):
+            del data[key]
+        elif not own and key in _OWN_KEYS:
+            del data[key]
+        elif not own and key in RECIPE_OPTIONS and key not in get_recipe(data["recipe"]).options:
+            del data[key]
+    for key in list(model):
+        if key != "name" and key not in _MODEL_KEYS[model["name"]]:
+            del model[key]
+    shape_has_frames = own or get_recipe(config["data"]["recipe"]).trajectory
+    if not shape_has_frames or (own and out["task"]["kind"] == "direct"):
+        out["task"] = {"kind": out["task"]["kind"]}
+    return out
+
+
 def nonfinite_options(train_cfg: dict) -> dict[str, Any]:
     """The `on_nonfinite` keyword arguments of `fit` / `solve` from a `[train]` table; the
     rollback keys set to anything but their defaults under another policy are a

@@ -19,7 +19,7 @@ from typing import Any
 import tomli_w
 
 from .._atomic import checksum_matches, checksummed_path
-from .config import ConfigError, load_config
+from .config import ConfigError, applicable, load_config
 
 MANIFEST = "run.json"
 
@@ -69,7 +69,7 @@ def write_config(run_dir: Path, config: dict) -> None:
     """Writes `config.toml` atomically with its checksum in `run.json` (see
     `sciml._atomic.checksummed_path`)."""
     with checksummed_path(Path(run_dir) / "config.toml", Path(run_dir) / MANIFEST) as tmp:
-        tmp.write_bytes(tomli_w.dumps(config).encode())
+        tmp.write_bytes(tomli_w.dumps(applicable(config)).encode())
 
 
 def verify_config(run_dir: Path) -> None:
