@@ -114,6 +114,9 @@ def test_the_resolved_config_reads_its_split_and_shape_from_the_file(npz_run):
     assert "n_train = 20\n" in config and "n_test = 4\n" in config  # the last fifth tests
     assert "resolution = 32\n" in config
     assert str(npz_run.parent.parent / "d.npz") in config  # absolute: --resume from anywhere
+    # Only what applies to a file run: no recipe, no recipe options, no trajectory keys.
+    for key in ("recipe", "solve_resolution", "zero_mean", "t_in", "levels", "basis"):
+        assert f"{key} =" not in config, key
 
 
 def test_eval_scores_the_runs_own_test_data(npz_run, capsys):
@@ -174,3 +177,21 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path, capsys):
     assert err.startswith("error: sciml run: config key 'data.path' = ") and "d.npz" in err
     assert err.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("kind", ["npz", "npy", "mat5", "mat73", "h5"])
+def test_the_run_trains_on_exactly_the_arrays_written(tmp_path, kind):
+    """What `sciml run` feeds `fit` is the arrays as the Python API holds them: the first
+    n_train samples, float32, channels first; the test set the last n_test."""
+    from sciml._app.config import load_config
+    from sciml._app.datasets import split_arrays
+
+    name, keys = _write(kind, tmp_path)
+    (tmp_path / "c.toml").write_text(CONFIG.format(path=name, keys=keys))
+    config = load_config(tmp_path / "c.toml")
+    (x_train, y_train), (x_test, y_test) = split_arrays(config)
+    a, u = (v[:, None].astype(np.float32) for v in _arrays())
+    np.testing.assert_array_equal(np.asarray(x_train), a[:20])
+    np.testing.assert_array_equal(np.asarray(y_train), u[:20])
+    np.testing.assert_array_equal(np.asarray(x_test), a[20:])
+    np.testing.assert_array_equal(np.asarray(y_test), u[20:])
