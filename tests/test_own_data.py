@@ -195,3 +195,48 @@ def test_the_run_trains_on_exactly_the_arrays_written(tmp_path, kind):
     np.testing.assert_array_equal(np.asarray(y_train), u[:20])
     np.testing.assert_array_equal(np.asarray(x_test), a[20:])
     np.testing.assert_array_equal(np.asarray(y_test), u[20:])
+
+
+def test_eval_without_its_test_file_names_what_to_pass(npz_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(npz_run, run_dir)
+    config = (run_dir / "config.toml").read_text()
+    (run_dir / "config.toml").write_text(config)  # unchanged: still verified
+    source = npz_run.parent.parent / "d.npz"
+    moved = tmp_path / "elsewhere.npz"
+    shutil.move(source, moved)
+    try:
+        assert main(["eval", str(run_dir)]) == 2
+    finally:
+        shutil.move(moved, source)
+    err = capsys.readouterr().err
+    assert "the run's own test data cannot be read" in err and "--data FILE" in err
+    assert err.count("\n") == 1
+
+
+def test_a_time_series_file_trains_as_a_rollout(tmp_path):
+    """PDEBench's 1-D layout: `tensor (n, t, x)` with its coordinates; the frames are the
+    channels, the first t_in predict the next t_out."""
+    rng = np.random.default_rng(2)
+    x = np.arange(S) / S
+    tensor = np.stack(
+        [np.sin(2 * np.pi * (x[None] - 0.05 * t) + rng.uniform(0, 6, (N, 1))) for t in range(6)],
+        axis=1,
+    )
+    with h5py.File(tmp_path / "adv.hdf5", "w") as f:
+        f["tensor"] = tensor.astype(np.float32)
+        f["x-coordinate"] = x
+        f["t-coordinate"] = np.linspace(0, 1, 7)
+    keys = 'inputs = "tensor"\noutputs = "tensor"\n[task]\nkind = "rollout"\nt_in = 2\nt_out = 3'
+    config = tmp_path / "c.toml"
+    text = CONFIG.format(path="adv.hdf5", keys=keys).replace(
+        "[train]", "[train]\nnormalize = false"
+    )
+    config.write_text(text)
+    assert main(["run", str(config), "--runs-dir", str(tmp_path / "runs")]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run_dir / "model.json").read_text()) == {
+        "inputs": [2, S],
+        "outputs": [3, S],
+    }
+    assert main(["eval", str(run_dir)]) == 0

@@ -100,6 +100,9 @@ class Autoregressive(AbstractOperator):
                 f"{self.num_spatial_dims} spatial dims, got shape {x.shape}."
             )
         k = self.step.out_channels
+        # The window carries predictions: it takes their dtype (a float64 model given float32
+        # frames predicts float64).
+        x = x.astype(jax.eval_shape(self.step, x).dtype)
 
         def advance(window, _):
             pred = self.step(window)
