@@ -52,6 +52,15 @@ def test_autoregressive_equals_a_python_loop_and_differentiates(getkey):
     assert any(float(jnp.abs(g).max()) > 0 for g in leaves)
 
 
+def test_autoregressive_takes_float32_frames_into_a_float64_model(getkey):
+    step = FNO(2, 1, modes=(3,), width=4, depth=1, key=getkey(), dtype=jnp.float64)
+    model = Autoregressive(step, steps=3)
+    x = jax.random.normal(getkey(), (2, 8), dtype=jnp.float32)
+    out = model(x)
+    assert out.dtype == jnp.float64 and out.shape == (3, 8)
+    np.testing.assert_allclose(out, model(x.astype(jnp.float64)), rtol=1e-12, atol=1e-12)
+
+
 def test_space_time_broadcasts_input_frames_along_time(getkey):
     fno3 = FNO(4, 1, modes=(3, 3, 2), width=6, depth=2, padding=(0, 0, 2), key=getkey())
     model = SpaceTimeOperator(fno3, steps=6)
