@@ -8,6 +8,12 @@ from ._external import import_arrays as import_arrays
 from ._external import inspect_arrays as inspect_arrays
 from ._external import read_arrays as read_arrays
 from ._grf import grf as grf
+from ._inverse import LBFGSInfo as LBFGSInfo
+from ._inverse import h1_penalty as h1_penalty
+from ._inverse import l2_penalty as l2_penalty
+from ._inverse import minimize_lbfgs as minimize_lbfgs
+from ._inverse import observe as observe
+from ._inverse import tv_penalty as tv_penalty
 from ._io import Dataset as Dataset
 from ._io import DatasetError as DatasetError
 from ._io import OnDiskArray as OnDiskArray
