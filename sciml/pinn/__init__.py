@@ -1,6 +1,7 @@
 """Physics-informed training: state a PDE in a few lines, solve it with any coordinate model.
 
-- Domains and samplers: `Box`, `Ball`, `SpaceTime` (uniform, Sobol, Latin hypercube, grids).
+- Domains and samplers: `Box`, `Ball`, `SpaceTime` (uniform, Sobol, Latin hypercube, grids);
+  `Polygon`, `Disk`, `Union`, `Intersection`, `Difference`, `PointCloud`.
 - Conditions as soft loss terms: `Dirichlet`, `Neumann`, `Periodic`, `Initial`; hard ones
   through the output ansatz `HardConstraint`.
 - `Problem`: residual + domain + conditions (+ exact or reference solution), with named loss
@@ -22,6 +23,12 @@ from ._domain import AbstractDomain as AbstractDomain
 from ._domain import Ball as Ball
 from ._domain import Box as Box
 from ._domain import SpaceTime as SpaceTime
+from ._geometry import Difference as Difference
+from ._geometry import Disk as Disk
+from ._geometry import Intersection as Intersection
+from ._geometry import PointCloud as PointCloud
+from ._geometry import Polygon as Polygon
+from ._geometry import Union as Union
 from ._problem import Problem as Problem
 from ._problem import causal_loss as causal_loss
 from ._solve import relative_error as relative_error
