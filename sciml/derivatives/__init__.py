@@ -1,8 +1,9 @@
-"""Taylor-mode derivative operators and stochastic estimators of them.
+"""Taylor-mode derivative operators and stochastic estimators of them, and first-order
+helpers (`partial`, `gradient`, `jacobian`, `divergence`) by forward mode.
 
-Every function takes a scalar field `f: Float[Array, "d"] -> Float[Array, ""]` and one point `x`;
-batch over points with `jax.vmap`, differentiate with respect to parameters closed over by `f`
-with `jax.grad`.
+The second-order and stochastic operators take a scalar field
+`f: Float[Array, "d"] -> Float[Array, ""]` and one point `x`; batch over points with `jax.vmap`,
+differentiate with respect to parameters closed over by `f` with `jax.grad`.
 """
 
 from ._baselines import hte_laplacian as hte_laplacian
@@ -12,6 +13,9 @@ from ._exact import differential_operator as differential_operator
 from ._exact import divergence as divergence
 from ._exact import hessian_diagonal as hessian_diagonal
 from ._exact import laplacian as laplacian
+from ._first_order import gradient as gradient
+from ._first_order import jacobian as jacobian
+from ._first_order import partial as partial
 from ._forward_laplacian import forward_laplacian as forward_laplacian
 from ._stochastic import stde_biharmonic as stde_biharmonic
 from ._stochastic import stde_diagonal as stde_diagonal

@@ -15,10 +15,13 @@ from ._adaptive import grad_norm_weights as grad_norm_weights
 from ._adaptive import rad_resample as rad_resample
 from ._ansatz import HardConstraint as HardConstraint
 from ._conditions import AbstractCondition as AbstractCondition
+from ._conditions import AbstractPointwiseCondition as AbstractPointwiseCondition
+from ._conditions import BoundaryOperator as BoundaryOperator
 from ._conditions import Dirichlet as Dirichlet
 from ._conditions import Initial as Initial
 from ._conditions import Neumann as Neumann
 from ._conditions import Periodic as Periodic
+from ._conditions import Robin as Robin
 from ._domain import AbstractDomain as AbstractDomain
 from ._domain import Ball as Ball
 from ._domain import Box as Box
@@ -29,6 +32,8 @@ from ._geometry import Intersection as Intersection
 from ._geometry import PointCloud as PointCloud
 from ._geometry import Polygon as Polygon
 from ._geometry import Union as Union
+from ._observations import Observations as Observations
+from ._parameterized import Parameterized as Parameterized
 from ._problem import Problem as Problem
 from ._problem import causal_loss as causal_loss
 from ._solve import relative_error as relative_error

@@ -32,8 +32,8 @@ def _box_of(domain: AbstractDomain, name: str) -> Box:
 
 
 class AbstractCondition(eqx.Module):
-    """A condition imposed softly: a residual at points drawn by `sample`, whose mean square
-    is one named term of the loss."""
+    """A condition imposed softly: residuals at a set of points (drawn by `sample`) whose mean
+    square is one named term of the loss."""
 
     @abc.abstractmethod
     def sample(
@@ -42,11 +42,24 @@ class AbstractCondition(eqx.Module):
         """`n` points where the condition is imposed."""
 
     @abc.abstractmethod
+    def residuals(self, u: Field, x: Float[Array, "n dim"], domain: AbstractDomain) -> Array:
+        """The residuals at the rows of `x`, shape `(n, ...)` (zero where the condition
+        holds)."""
+
+
+class AbstractPointwiseCondition(AbstractCondition):
+    """A condition stated point by point: `residual(u, x, domain)` at one point, which
+    `residuals` maps over the points with `jax.vmap`."""
+
+    @abc.abstractmethod
     def residual(self, u: Field, x: Float[Array, " dim"], domain: AbstractDomain) -> Array:
         """The residual at one point (zero when the condition holds)."""
 
+    def residuals(self, u: Field, x: Float[Array, "n dim"], domain: AbstractDomain) -> Array:
+        return jax.vmap(lambda p: self.residual(u, p, domain))(x)
 
-class Dirichlet(AbstractCondition):
+
+class Dirichlet(AbstractPointwiseCondition):
     """`u = value` on the boundary (or on some faces of a box).
 
     **Arguments:**
@@ -70,7 +83,7 @@ class Dirichlet(AbstractCondition):
         return out - _value_at(self.value, x, out)
 
 
-class Neumann(AbstractCondition):
+class Neumann(AbstractPointwiseCondition):
     """`grad u . n = value` on the boundary, `n` the outward normal (scalar fields).
 
     **Arguments:** as for `Dirichlet`.
@@ -87,7 +100,7 @@ class Neumann(AbstractCondition):
         return flux - _value_at(self.value, x, flux)
 
 
-class Periodic(AbstractCondition):
+class Periodic(AbstractPointwiseCondition):
     """Periodicity along one axis of a box: `d^k u / dx_axis^k` equal on the two opposite faces
     for every `k` in `derivatives`.
 
@@ -130,7 +143,7 @@ class Periodic(AbstractCondition):
         return jnp.stack([along(x, k) - along(shifted, k) for k in self.derivatives])
 
 
-class Initial(AbstractCondition):
+class Initial(AbstractPointwiseCondition):
     """`u(x, t0) = value(x)` on the initial slice of a `SpaceTime` domain, and optionally
     `du/dt(x, t0) = velocity(x)` (second order in time).
 
@@ -158,4 +171,64 @@ class Initial(AbstractCondition):
         return jnp.concatenate(terms)
 
 
-__all__ = ["AbstractCondition", "Dirichlet", "Neumann", "Periodic", "Initial"]
+class Robin(AbstractPointwiseCondition):
+    """`alpha u + beta grad u . n = value` on the boundary, `n` the outward normal of the
+    domain (scalar fields). `alpha = 1, beta = 0` is `Dirichlet`, `alpha = 0, beta = 1` is
+    `Neumann`.
+
+    **Arguments:**
+
+    - `alpha`, `beta`: numbers, or functions of one boundary point.
+    - `value`: a number, or `value(x)` of one point.
+    - `faces`: as for `Dirichlet`.
+    """
+
+    alpha: ArrayLike | Callable
+    beta: ArrayLike | Callable
+    value: ArrayLike | Callable = 0.0
+    faces: tuple | None = eqx.field(static=True, default=None)
+
+    def sample(self, domain, key, n, method, dtype=None):
+        return Dirichlet(faces=self.faces).sample(domain, key, n, method, dtype)
+
+    def residual(self, u, x, domain):
+        out = jnp.reshape(u(x), ())
+        flux = jnp.dot(_grad(u, x), domain.normal(x))
+        lhs = _value_at(self.alpha, x, out) * out + _value_at(self.beta, x, out) * flux
+        return lhs - _value_at(self.value, x, lhs)
+
+
+class BoundaryOperator(AbstractPointwiseCondition):
+    """A general boundary condition `operator(u, x, n) = value`, `n` the domain's outward
+    normal at the boundary point `x`: e.g. a nonlinear flux `lambda u, x, n: u(x) ** 2 +
+    jnp.dot(jax.grad(u)(x), n)`, or a traction for a system, written with `sciml.derivatives`.
+
+    **Arguments:**
+
+    - `operator`: `operator(u, x, n) -> Array` at one boundary point (`u` the model).
+    - `value`: a number, or `value(x)` of one point, of the operator's shape.
+    - `faces`: as for `Dirichlet`.
+    """
+
+    operator: Callable
+    value: ArrayLike | Callable = 0.0
+    faces: tuple | None = eqx.field(static=True, default=None)
+
+    def sample(self, domain, key, n, method, dtype=None):
+        return Dirichlet(faces=self.faces).sample(domain, key, n, method, dtype)
+
+    def residual(self, u, x, domain):
+        out = jnp.asarray(self.operator(u, x, domain.normal(x)))
+        return out - _value_at(self.value, x, out)
+
+
+__all__ = [
+    "AbstractCondition",
+    "AbstractPointwiseCondition",
+    "Dirichlet",
+    "Neumann",
+    "Robin",
+    "BoundaryOperator",
+    "Periodic",
+    "Initial",
+]

@@ -11,6 +11,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._validate import positive_int
 from ._conditions import AbstractCondition
 from ._domain import AbstractDomain, SpaceTime
+from ._observations import Observations
 from ._sampling import check_method
 
 RESIDUAL = "residual"
@@ -31,7 +32,8 @@ class Problem(eqx.Module):
 
     - `residual`: `residual(u, x) -> Array` at one interior point.
     - `domain`: a `Box`, `Ball` or `SpaceTime`.
-    - `conditions`: maps names to conditions (`Dirichlet`, `Neumann`, `Periodic`, `Initial`);
+    - `conditions`: maps names to conditions (`Dirichlet`, `Neumann`, `Robin`,
+        `BoundaryOperator`, `Periodic`, `Initial`, `Observations`);
         the names become loss terms beside `"residual"`. Conditions a hard-constraint ansatz
         already enforces are simply left out.
     - `exact`: optional exact solution `exact(x)` of one point, for errors and plots.
@@ -58,8 +60,9 @@ class Problem(eqx.Module):
         for name, cond in self.conditions.items():
             if name == RESIDUAL or not isinstance(cond, AbstractCondition):
                 raise ValueError(
-                    f"`conditions[{name!r}]` must be a condition (Dirichlet, Neumann, Periodic, "
-                    f"Initial) under a name other than {RESIDUAL!r}, got {cond!r}."
+                    f"`conditions[{name!r}]` must be a condition (Dirichlet, Neumann, Robin, "
+                    f"Periodic, Initial, Observations, ...) under a name other than "
+                    f"{RESIDUAL!r}, got {cond!r}."
                 )
         if self.causal_chunks is not None:
             if not isinstance(self.domain, SpaceTime):
@@ -86,37 +89,71 @@ class Problem(eqx.Module):
         **Arguments:**
 
         - `key`: PRNG key (host-side: Sobol sampling is not traceable).
-        - `num_points`: number of points per term name (all of `terms`).
-        - `method`: one sampling method for all terms, or one per term name.
+        - `num_points`: number of points per term name (all of `terms`; `Observations` terms
+            may be left out, see `point_counts`).
+        - `method`: one sampling method for all terms, or one per sampled term name.
         - `dtype`: floating dtype of the points (default: JAX's default float).
 
         **Returns:** a dict of `(n, dim)` arrays keyed like `num_points`.
         """
-        missing = [t for t in self.terms if t not in num_points]
-        extra = [t for t in num_points if t not in self.terms]
-        if missing or extra:
-            raise ValueError(
-                f"`num_points` must have exactly the keys {list(self.terms)}, got "
-                f"{list(num_points)}."
-            )
+        num_points = self.point_counts(num_points)
+        if isinstance(method, Mapping):
+            fixed = [t for t in method if t in self.fixed_terms]
+            if fixed:
+                raise ValueError(
+                    f"`method[{fixed[0]!r}]`: the term is `Observations` (fixed points), no "
+                    "sampling method applies to it."
+                )
         points = {}
         for i, name in enumerate(self.terms):
-            m = method[name] if isinstance(method, Mapping) else method
-            n = positive_int(f"num_points[{name!r}]", num_points[name])
+            n = num_points[name]
             k = jax.random.fold_in(key, i)
             if name == RESIDUAL:
+                m = method[name] if isinstance(method, Mapping) else method
                 points[name] = self.domain.sample_interior(k, n, check_method(m), dtype=dtype)
+            elif name in self.fixed_terms:
+                points[name] = self.conditions[name].sample(self.domain, k, n, None, dtype)
             else:
+                m = method[name] if isinstance(method, Mapping) else method
                 points[name] = self.conditions[name].sample(self.domain, k, n, m, dtype)
         return points
+
+    @property
+    def fixed_terms(self) -> tuple[str, ...]:
+        """The names of the terms whose points are fixed (`Observations`)."""
+        return tuple(n for n, c in self.conditions.items() if isinstance(c, Observations))
+
+    def point_counts(self, num_points: Mapping[str, int]) -> dict[str, int]:
+        """`num_points` checked and completed: every term's count, the `Observations` terms
+        (which may be left out) at their number of measurements."""
+        fixed = {name: self.conditions[name].num_points for name in self.fixed_terms}
+        missing = [t for t in self.terms if t not in num_points and t not in fixed]
+        extra = [t for t in num_points if t not in self.terms]
+        if missing or extra:
+            sampled = [t for t in self.terms if t not in fixed]
+            raise ValueError(
+                f"`num_points` must have exactly the keys {sampled}"
+                + (f" (and optionally {list(fixed)})" if fixed else "")
+                + f", got {list(num_points)}."
+            )
+        counts = {}
+        for name in self.terms:
+            n = positive_int(f"num_points[{name!r}]", num_points.get(name, fixed.get(name)))
+            if name in fixed and n != fixed[name]:
+                raise ValueError(
+                    f"`num_points[{name!r}]` = {n}, but the term has {fixed[name]} fixed "
+                    "observation points; leave it out or give that number."
+                )
+            counts[name] = n
+        return counts
 
     def residuals(self, model: Callable, x: Float[Array, "n dim"]) -> Array:
         """The PDE residual at each row of `x`, shape `(n, ...)`."""
         return jax.vmap(lambda p: self.residual(model, p))(x)
 
     def condition_residuals(self, name: str, model: Callable, x: Array) -> Array:
-        cond = self.conditions[name]
-        return jax.vmap(lambda p: cond.residual(model, p, self.domain))(x)
+        """The residuals of condition `name` at the rows of `x`, shape `(n, ...)`."""
+        return self.conditions[name].residuals(model, x, self.domain)
 
     def residual_loss(self, model: Callable, x: Array) -> Array:
         """Mean squared residual, causally weighted when `causal_chunks` is set."""

@@ -43,6 +43,7 @@ from ..train._lifecycle import (
     stop_unless_rollback,
     write_history,
 )
+from ..train._plots import plot_parameters
 from ..train._sharding import is_writer, shard_like, sync
 from ..train._step import (
     GuardState,
@@ -50,6 +51,7 @@ from ..train._step import (
     nonfinite_error,
 )
 from ._adaptive import grad_norm_weights, rad_resample
+from ._parameterized import parameter_values
 from ._problem import RESIDUAL, Problem
 
 BALANCING = ("fixed", "grad_norm")
@@ -254,7 +256,8 @@ def solve(
         `HardConstraint` around one).
     - `key`: PRNG key for the points.
     - `steps`: first-order steps (0 for L-BFGS only).
-    - `num_points`: points per loss term (`problem.terms`); may be omitted with `points`.
+    - `num_points`: points per loss term (`problem.terms`; `Observations` terms may be left
+        out: their points are fixed); may be omitted with `points`.
     - `points`: the first point sets, by term (e.g. read from a file); default: sampled.
         Without `resample_every` they are used for the whole run.
     - `learning_rate`: Adam's learning rate or an Optax schedule (ignored with `optimizer`).
@@ -272,7 +275,8 @@ def solve(
         `problem.evaluation_set()` when the problem has `exact` or `reference`).
     - `dtype`: dtype of the points.
     - `run_dir`: writes `metrics.jsonl` (one record per block), checkpoints
-        (`checkpoints/ckpt_*.eqx`), `plots/loss.png` and `plots/solution.png`.
+        (`checkpoints/ckpt_*.eqx`), `plots/loss.png`, `plots/solution.png` and, for a
+        `Parameterized` model, `plots/parameters.png` (the unknowns' trajectories).
     - `checkpoint_every`: steps between checkpoints (default `eval_every`).
     - `keep_checkpoints`: checkpoints kept.
     - `resume`: continue from the newest checkpoint of `run_dir` (points, weights and both
@@ -294,6 +298,8 @@ def solve(
 
     **Returns:** `(model, history)`; records hold `step`, `phase` (`"adam"` or `"lbfgs"`),
     `train_loss` (mean over the block), `loss_<term>` and `weight_<term>` at its end,
+    `param_<name>` (a `Parameterized` model's parameters, numbers or nested lists; also in the
+    progress bar),
     `eval_relative_l2`, `lr` where known (times `lr_factor`, recorded after a rollback),
     `skipped_steps` (policy `"skip"`, when any) and `time_s`.
     """
@@ -326,10 +332,27 @@ def solve(
     )
     rollback = on_nonfinite == "rollback"
     if points is not None:
-        if sorted(points) != sorted(problem.terms):
+        fixed = problem.fixed_terms
+        sampled = [t for t in problem.terms if t not in fixed]
+        if sorted(t for t in points if t not in fixed) != sorted(sampled) or any(
+            t not in problem.terms for t in points
+        ):
             raise ValueError(
-                f"`points` must have exactly the keys {list(problem.terms)}, got {list(points)}."
+                f"`points` must have exactly the keys {sampled}"
+                + (f" (and optionally {list(fixed)})" if fixed else "")
+                + f", got {list(points)}."
             )
+        for name in fixed:
+            own = problem.conditions[name].points
+            if name in points and not np.array_equal(np.asarray(points[name]), np.asarray(own)):
+                raise ValueError(
+                    f"`points[{name!r}]` differ from the term's observation points; leave them "
+                    "out (the points of `Observations` are fixed)."
+                )
+        points = {
+            name: points[name] if name in points else problem.conditions[name].points
+            for name in problem.terms
+        }
         for name, x in points.items():
             if jnp.ndim(x) != 2 or jnp.shape(x)[1] != problem.domain.dim:
                 raise ValueError(
@@ -337,13 +360,15 @@ def solve(
                     f"{jnp.shape(x)}."
                 )
         given = {name: int(jnp.shape(x)[0]) for name, x in points.items()}
-        if num_points is not None and dict(num_points) != given:
+        if num_points is not None and problem.point_counts(num_points) != given:
             raise ValueError(
                 f"`num_points` = {dict(num_points)} disagrees with `points` ({given})."
             )
         num_points = given
     elif num_points is None:
         raise ValueError("`solve` needs `num_points` or `points`.")
+    else:
+        num_points = problem.point_counts(num_points)
 
     dtype = jnp.zeros((), dtype).dtype
     weights = {name: jnp.asarray(weights.get(name, 1.0), dtype) for name in problem.terms}
@@ -545,6 +570,8 @@ def solve(
                 terms = _terms(model, points, problem)
                 record.update({f"loss_{k}": float(v) for k, v in terms.items()})
                 record.update({f"weight_{k}": float(v) for k, v in weights.items()})
+                unknowns = parameter_values(model)
+                record.update(unknowns)
                 if eval_set is not None:
                     record["eval_relative_l2"] = float(_error(model, problem, *eval_set)[0])
                 lr = last_learning_rate(opt_state) if phase == "adam" else None
@@ -564,6 +591,9 @@ def solve(
                 postfix = {"loss": f"{record['train_loss']:.3e}"}
                 if "eval_relative_l2" in record:
                     postfix["rel_l2"] = f"{record['eval_relative_l2']:.3e}"
+                for k, v in unknowns.items():
+                    if isinstance(v, float):
+                        postfix[k[len("param_") :]] = f"{v:.4g}"
                 bar.set_postfix(postfix, refresh=False)
             checkpoint = step % checkpoint_every == 0 or step == total or stop
             if checkpoint:
@@ -590,6 +620,8 @@ def solve(
                 save_checkpoint(ckpt_dir, step, state, metadata=metadata, keep=keep_checkpoints)
         if run_dir is not None and history and writer:
             plot_history(history, run_dir / "plots" / "loss.png", x="step")
+            if any(k.startswith("param_") for k in history[-1]):
+                plot_parameters(history, run_dir / "plots" / "parameters.png", x="step")
             if eval_set is not None and 1 <= problem.domain.dim <= 3:
                 pred = _error(model, problem, *eval_set)[1]
                 plot_solution(eval_set[0], pred, eval_set[1], run_dir / "plots" / "solution.png")

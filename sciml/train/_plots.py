@@ -82,6 +82,43 @@ def plot_history(
     return _save(fig, path)
 
 
+def plot_parameters(
+    history: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    *,
+    x: str = "step",
+    prefix: str = "param_",
+) -> pathlib.Path:
+    """Plots the trajectories of the records' `<prefix><name>` entries (e.g. the unknowns of
+    an inverse problem, logged by `sciml.pinn.solve`), one panel per name; array-valued
+    entries (lists) get one line per component.
+
+    **Returns:** `path`. A panel's y axis is logarithmic when its values are all positive and
+    span more than a factor of 10.
+    """
+    names = list(dict.fromkeys(k for r in history for k in r if k.startswith(prefix)))
+    if not names:
+        raise ValueError(f"`history` has no {prefix!r} entries to plot.")
+    fig = _figure((4.5 * len(names), 3.5))
+    axes = np.atleast_1d(np.asarray(fig.subplots(1, len(names), squeeze=False))).ravel()
+    for ax, name in zip(axes, names, strict=True):
+        rows = [(r.get(x, i), r[name]) for i, r in enumerate(history) if name in r]
+        xs = np.asarray([row[0] for row in rows], dtype=float)
+        values = np.asarray([np.ravel(row[1]) for row in rows], dtype=float)
+        for j in range(values.shape[1]):
+            label = name[len(prefix) :] if values.shape[1] == 1 else f"{name[len(prefix) :]}[{j}]"
+            ax.plot(xs, values[:, j], marker="o" if len(xs) < 30 else None, label=label)
+        finite = values[np.isfinite(values)]
+        if finite.size and np.all(finite > 0) and finite.max() > 10 * finite.min():
+            ax.set_yscale("log")
+        ax.set_xlabel(x)
+        ax.set_title(name[len(prefix) :])
+        ax.grid(True, which="both", alpha=0.3)
+        if values.shape[1] > 1:
+            ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
 def plot_predictions(
     inputs: ArrayLike,
     targets: ArrayLike,
