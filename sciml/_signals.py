@@ -45,13 +45,16 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
+_FINALIZER_FILES = ("weakref.py", "_weakrefset.py")
+
+
 def _gc_callback_codes() -> set:
     return {getattr(cb, "__code__", None) for cb in gc.callbacks} - {None}
 
 
 def _unsafe(frame: FrameType | None) -> bool:
-    """Whether raising in `frame` could be swallowed (a garbage-collector callback), reach
-    C++ (a JAX frame) or break an import."""
+    """Whether raising in `frame` could be swallowed (a garbage-collector or weakref
+    callback, a finalizer), reach C++ (a JAX frame) or break an import."""
     if frame is None:
         return False
     if frame.f_code.co_filename and any(p in frame.f_code.co_filename for p in _DEFERRED_PACKAGES):
@@ -62,6 +65,10 @@ def _unsafe(frame: FrameType | None) -> bool:
         # An import in progress: an exception inside an extension module's initialisation
         # becomes an ImportError (with a traceback printed) instead of an interrupt.
         if frame.f_code in callbacks or frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        # A finalizer or a weakref callback: Python prints and ignores what it raises.
+        code = frame.f_code
+        if code.co_name == "__del__" or code.co_filename.endswith(_FINALIZER_FILES):
             return True
         frame, depth = frame.f_back, depth + 1
     return False

@@ -123,7 +123,7 @@ def test_schema_and_command_line_are_built_from_the_catalogue():
         for action in parser._subparsers._group_actions[0].choices["data"]._actions
         if action.dest == "recipe"
     )
-    assert list(data.choices) == list(catalogue.RECIPES)
+    assert list(data.choices) == [*catalogue.RECIPES, "import"]
     flags = {
         action.dest for action in parser._subparsers._group_actions[0].choices["data"]._actions
     }

@@ -142,6 +142,29 @@ def test_a_signal_in_a_jax_frame_is_deferred_to_a_safe_frame():
     assert not _signals._unsafe(sys._getframe())
 
 
+def test_a_signal_in_a_weakref_callback_or_finalizer_is_deferred():
+    """Python prints and ignores what a weakref callback or a `__del__` raises: the interrupt
+    waits for a frame where it propagates."""
+    import weakref
+
+    seen = []
+
+    class Finalized:
+        def __del__(self):
+            seen.append(_signals._unsafe(sys._getframe()))
+
+    class Target:
+        pass
+
+    target = Target()
+    weakref.finalize(target, lambda: seen.append(_signals._unsafe(sys._getframe(1))))
+    values = weakref.WeakValueDictionary()
+    values["t"] = target
+    del target
+    Finalized()
+    assert seen and all(seen), seen
+
+
 def _start_run(tmp_path: Path, runs: str) -> subprocess.Popen:
     return subprocess.Popen(
         [
