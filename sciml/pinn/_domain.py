@@ -23,7 +23,7 @@ from ._sampling import METHODS, cell_centres, check_method, grid_side, unit_cube
 Face = tuple[int, int]  # (axis, side): side 0 is the lower face x[axis] = lower[axis], 1 the upper
 
 
-def _floats(name: str, values, dim: int | None = None) -> tuple[float, ...]:
+def float_tuple(name: str, values, dim: int | None = None) -> tuple[float, ...]:
     arr = np.atleast_1d(np.asarray(values, dtype=float))
     if arr.ndim != 1 or (dim is not None and arr.shape[0] != dim) or not np.all(np.isfinite(arr)):
         allowed = "finite numbers" + (f", {dim} of them" if dim is not None else "")
@@ -91,8 +91,8 @@ class Box(AbstractDomain):
     upper: tuple[float, ...] = eqx.field(static=True)
 
     def __init__(self, lower: Sequence[float], upper: Sequence[float]):
-        lower = _floats("lower", lower)
-        upper = _floats("upper", upper, len(lower))
+        lower = float_tuple("lower", lower)
+        upper = float_tuple("upper", upper, len(lower))
         if not all(a < b for a, b in zip(lower, upper, strict=True)):
             raise ValueError(
                 f"`Box` needs lower < upper on every axis, got lower={lower}, upper={upper}."
@@ -219,7 +219,7 @@ class Ball(AbstractDomain):
             if dim is None:
                 raise ValueError("`Ball` needs `center` or `dim`, got neither.")
             center = (0.0,) * positive_int("dim", dim)
-        self.center = _floats("center", center)
+        self.center = float_tuple("center", center)
         if not (isinstance(radius, int | float) and math.isfinite(radius) and radius > 0):
             raise ValueError(f"`radius` must be a positive number, got {radius!r}.")
         self.radius = float(radius)
@@ -298,7 +298,7 @@ class SpaceTime(AbstractDomain):
     def __init__(self, space: AbstractDomain, t0: float, t1: float):
         if not isinstance(space, Box | Ball):
             raise ValueError(f"`space` must be a `Box` or a `Ball`, got {type(space).__name__}.")
-        t0, t1 = _floats("t0", t0, 1)[0], _floats("t1", t1, 1)[0]
+        t0, t1 = float_tuple("t0", t0, 1)[0], float_tuple("t1", t1, 1)[0]
         if not t0 < t1:
             raise ValueError(f"`SpaceTime` needs t0 < t1, got t0={t0}, t1={t1}.")
         self.space, self.t0, self.t1 = space, t0, t1

@@ -21,8 +21,8 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 from .._validate import positive_int
-from ._domain import AbstractDomain, Ball, Box, _floats
-from ._sampling import _seed, check_method, unit_cube
+from ._domain import AbstractDomain, Ball, Box, float_tuple
+from ._sampling import check_method, seed_of, unit_cube
 
 _METHODS = ("uniform", "sobol", "lhs", "halton")
 
@@ -32,7 +32,7 @@ def _cube(key: PRNGKeyArray, n: int, dim: int, method: str, dtype=None) -> Array
     if method == "halton":
         from scipy.stats import qmc
 
-        engine = qmc.Halton(dim, scramble=True, seed=_seed(key))
+        engine = qmc.Halton(dim, scramble=True, seed=seed_of(key))
         return jnp.asarray(engine.random(n), jnp.zeros((), dtype).dtype)
     return unit_cube(key, n, dim, method, dtype)
 
@@ -376,7 +376,7 @@ class Disk(AbstractDomain):
 
     def __init__(self, center: Sequence[int | float] = (0.0, 0.0), radius: int | float = 1.0):
         try:
-            self.center = _floats("center", center, 2)
+            self.center = float_tuple("center", center, 2)
         except ValueError:
             raise ValueError(
                 f"`Disk` needs `center` of two finite numbers, got {center!r}."

@@ -34,7 +34,7 @@ def grid_side(n: int, dim: int, name: str = "n") -> int:
     )
 
 
-def _seed(key: PRNGKeyArray) -> int:
+def seed_of(key: PRNGKeyArray) -> int:
     return int(jax.random.randint(key, (), 0, np.iinfo(np.int32).max))
 
 
@@ -44,7 +44,7 @@ def sobol(key: PRNGKeyArray, n: int, dim: int) -> np.ndarray:
     `n` take the first `n` points of the next power of two."""
     from scipy.stats import qmc
 
-    engine = qmc.Sobol(dim, scramble=True, seed=_seed(key))
+    engine = qmc.Sobol(dim, scramble=True, seed=seed_of(key))
     m = max(0, math.ceil(math.log2(n)))
     return engine.random_base2(m)[:n]
 
