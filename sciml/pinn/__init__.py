@@ -2,8 +2,10 @@
 
 - Domains and samplers: `Box`, `Ball`, `SpaceTime` (uniform, Sobol, Latin hypercube, grids);
   `Polygon`, `Disk`, `Union`, `Intersection`, `Difference`, `PointCloud`.
-- Conditions as soft loss terms: `Dirichlet`, `Neumann`, `Periodic`, `Initial`; hard ones
-  through the output ansatz `HardConstraint`.
+- Conditions as soft loss terms: `Dirichlet`, `Neumann`, `Robin`, `BoundaryOperator`,
+  `Periodic`, `Initial`, and measurements `Observations`; hard ones through the output ansatz
+  `HardConstraint`.
+- Inverse problems: `Parameterized` carries named trainable PDE unknowns beside the field.
 - `Problem`: residual + domain + conditions (+ exact or reference solution), with named loss
   terms and causal weighting.
 - Training pieces: `grad_norm_weights`, `rad_resample`, `causal_loss`, and `solve` (Adam then
