@@ -31,6 +31,20 @@ def float_tuple(name: str, values, dim: int | None = None) -> tuple[float, ...]:
     return tuple(float(v) for v in arr)
 
 
+def sphere_normal(center: Sequence[float], x: Float[Array, " dim"]) -> Float[Array, " dim"]:
+    """The outward unit normal of the sphere about `center` through `x`."""
+    y = x - jnp.asarray(center, x.dtype)
+    return y / jnp.linalg.norm(y)
+
+
+def sphere_distance(
+    center: Sequence[float], radius: float, x: Float[Array, " dim"]
+) -> Float[Array, ""]:
+    """`(r^2 - |x - c|^2) / r^2`: smooth, 0 on the sphere, positive inside, at most 1."""
+    y = x - jnp.asarray(center, x.dtype)
+    return (radius**2 - jnp.sum(y**2)) / radius**2
+
+
 class AbstractDomain(eqx.Module):
     """A bounded domain in R^dim with interior and boundary samplers."""
 
@@ -265,12 +279,10 @@ class Ball(AbstractDomain):
         return jnp.asarray(self.center, directions.dtype) + self.radius * directions
 
     def normal(self, x):
-        y = x - jnp.asarray(self.center, x.dtype)
-        return y / jnp.linalg.norm(y)
+        return sphere_normal(self.center, x)
 
     def distance(self, x):
-        y = x - jnp.asarray(self.center, x.dtype)
-        return (self.radius**2 - jnp.sum(y**2)) / self.radius**2
+        return sphere_distance(self.center, self.radius, x)
 
     def contains(self, x):
         y = x - jnp.asarray(self.center)

@@ -21,7 +21,7 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 from .._validate import positive_int
-from ._domain import AbstractDomain, Ball, Box, float_tuple
+from ._domain import AbstractDomain, Ball, Box, float_tuple, sphere_distance, sphere_normal
 from ._sampling import check_method, seed_of, unit_cube
 
 _METHODS = ("uniform", "sobol", "lhs", "halton")
@@ -417,12 +417,10 @@ class Disk(AbstractDomain):
         return self._at(jnp.full_like(u, self.radius), 2 * jnp.pi * u)
 
     def normal(self, x):
-        y = x - jnp.asarray(self.center, x.dtype)
-        return y / jnp.linalg.norm(y)
+        return sphere_normal(self.center, x)
 
     def distance(self, x):
-        y = x - jnp.asarray(self.center, x.dtype)
-        return (self.radius**2 - jnp.sum(y**2)) / self.radius**2
+        return sphere_distance(self.center, self.radius, x)
 
     def contains(self, x):
         y = x - jnp.asarray(self.center)
