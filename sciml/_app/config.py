@@ -14,6 +14,7 @@ or, generated from the schema, give no static checking in return.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import reprlib
@@ -647,7 +648,17 @@ def reads_own_file(data: dict) -> bool:
 
 def _imported_recipe(path: str) -> bool:
     """Whether `path` is a sciml dataset file made by `sciml data import` (its `recipe`
-    attribute says "imported"); False for anything else, readable or not."""
+    attribute says "imported"); False for anything else, readable or not. The file is read
+    once per version (the checks and the size budget ask many times)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return _imported_file(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _imported_file(path: str, mtime_ns: int, size: int) -> bool:
     import json
 
     import h5py
