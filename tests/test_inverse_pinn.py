@@ -5,10 +5,12 @@ import json
 import math
 
 import equinox as eqx
+import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.io
 
 import sciml.pinn as pinn
 from sciml.derivatives import divergence, gradient, jacobian, laplacian, partial
@@ -98,6 +100,23 @@ def test_observations_loss_by_hand(tmp_path):
     read = pinn.Observations.from_file(path, weight=0.5)
     np.testing.assert_array_equal(read.values, vals)
     assert read.weight == 0.5
+    # MATLAB v5 (a column of values), MATLAB v7.3 (axes stored reversed) and HDF5 (a group)
+    scipy.io.savemat(tmp_path / "obs.mat", {"x": np.asarray(pts), "u": np.asarray(vals)[:, None]})
+    with h5py.File(tmp_path / "obs73.mat", "w") as f:
+        f["x"] = np.asarray(pts).T
+        f["x"].attrs["MATLAB_class"] = np.bytes_("double")
+        f["u"] = np.asarray(vals)[None, :]
+        f["u"].attrs["MATLAB_class"] = np.bytes_("double")
+    with h5py.File(tmp_path / "obs.h5", "w") as f:
+        f["m/points"], f["m/values"] = np.asarray(pts), np.asarray(vals)
+    for name, keys in (
+        ("obs.mat", {}),
+        ("obs73.mat", {}),
+        ("obs.h5", {"points": "m/points", "values": "m/values"}),
+    ):
+        read = pinn.Observations.from_file(tmp_path / name, **keys)
+        np.testing.assert_array_equal(read.points, pts)
+        np.testing.assert_array_equal(read.values, vals)
 
 
 def test_observations_errors(tmp_path):
@@ -109,15 +128,22 @@ def test_observations_errors(tmp_path):
     with pytest.raises(ValueError, match="non-finite"):
         pinn.Observations(pts, jnp.array([0.0, jnp.nan, 0.0]))
     np.savez(tmp_path / "o.npz", pts=np.zeros((3, 2)), u=np.zeros(3))
-    with pytest.raises(ValueError, match=r"no array 'x'; it holds \['pts', 'u'\]"):
+    with pytest.raises(ValueError, match=r"o.npz: no array 'x'; the file holds 'pts', 'u'"):
         pinn.Observations.from_file(tmp_path / "o.npz")
-    with pytest.raises(ValueError, match="not a `.npz` file"):
+    (tmp_path / "o.csv").write_text("0,0,0\n")
+    with pytest.raises(ValueError, match="unknown extension '.csv'"):
         pinn.Observations.from_file(tmp_path / "o.csv")
-    with pytest.raises(ValueError, match="no file"):
+    with pytest.raises(ValueError, match="missing.npz does not exist"):
         pinn.Observations.from_file(tmp_path / "missing.npz")
     (tmp_path / "bad.npz").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match="bad.npz: unreadable or corrupted"):
         pinn.Observations.from_file(tmp_path / "bad.npz")
+    np.savez(tmp_path / "nan.npz", x=np.zeros((3, 2)), u=np.array([0.0, np.nan, 1.0]))
+    with pytest.raises(ValueError, match="nan.npz: 'u' holds non-finite"):
+        pinn.Observations.from_file(tmp_path / "nan.npz")
+    np.savez(tmp_path / "short.npz", x=np.zeros((3, 2)), u=np.zeros(4))
+    with pytest.raises(ValueError, match=r"\(read from `.*short.npz`\)"):
+        pinn.Observations.from_file(tmp_path / "short.npz")
     problem = pinn.Problem(
         lambda u, x: u(x),
         pinn.Box((0.0, 0.0), (1.0, 1.0)),

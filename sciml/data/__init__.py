@@ -7,6 +7,7 @@ from ._external import ArraysInfo as ArraysInfo
 from ._external import import_arrays as import_arrays
 from ._external import inspect_arrays as inspect_arrays
 from ._external import read_arrays as read_arrays
+from ._external import read_named as read_named
 from ._grf import grf as grf
 from ._inverse import LBFGSInfo as LBFGSInfo
 from ._inverse import h1_penalty as h1_penalty

@@ -2,13 +2,15 @@
 (v5 and v7.3), HDF5 with one's own array names (PDEBench's layouts included) and sciml's own
 format.
 
-Three public functions share one reading of a file:
+Three public functions share one reading of a file for operator datasets:
 
 - [`inspect_arrays`][] reads the headers only (shapes, types, coordinates) and checks that the
     arrays named can be an operator dataset;
 - [`read_arrays`][] returns a [`Dataset`][] `(n, channels, *spatial)` in float32, in memory or,
     for HDF5-based files, left on disk;
-- [`import_arrays`][] converts a file to sciml's checksummed format.
+- [`import_arrays`][] converts a file to sciml's checksummed format;
+
+and [`read_named`][] reads whole arrays of any shape by name (measurements, references).
 
 Which library reads what: `.npy` headers and the arrays of `.npy`/`.npz` files are read with
 NumPy's `numpy.lib.format` (never `allow_pickle`), the members of an `.npz` with `zipfile`;
@@ -293,6 +295,44 @@ def import_arrays(
             description=f"imported from {Path(src).name}",
             progress=progress,
         )
+
+
+def read_named(path: str | os.PathLike, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Whole arrays of any shape, by name, from a `.npz`, `.npy`, `.mat` (v5 or v7.3) or HDF5
+    file: e.g. measurement points and values, or a reference solution and its grid vectors.
+
+    Each array comes back in float64 with MATLAB's axis order (a v7.3 file's arrays are
+    transposed back); `.npy` holds the one array `array`, and HDF5 names may be paths
+    (`group/name`). Nothing is unpickled.
+
+    **Raises:** `DatasetError`, one line naming the file, for a missing file or array, an
+    array that is not real numbers, or non-finite entries.
+    """
+    path = Path(path)
+
+    def read(source: _Source) -> dict[str, np.ndarray]:
+        out = {}
+        for name in names:
+            if not source.has(name):
+                raise DatasetError(
+                    f"{source.where}: no array {name!r}; the file holds {_short(source.names())}"
+                )
+            _, dtype, _ = source.meta(name)
+            why = _not_numbers(np.dtype(dtype))
+            if why is not None:
+                raise DatasetError(f"{source.where}: {name!r} holds {why}; expected real numbers")
+            values = np.asarray(source.array(name)[()], dtype=np.float64)
+            if getattr(source, "reversed", False):
+                values = values.T
+            if not np.all(np.isfinite(values)):
+                raise DatasetError(
+                    f"{source.where}: {name!r} holds non-finite entries (NaN or Inf); expected "
+                    "finite numbers"
+                )
+            out[name] = values
+        return out
+
+    return _with_source(path, read)
 
 
 # --- Opening a file ----------------------------------------------------------------------------

@@ -74,32 +74,26 @@ class Observations(AbstractCondition):
         values: str = "u",
         weight: float = 1.0,
     ) -> "Observations":
-        """Reads measurements from a `.npz` file holding the arrays named `points` and
-        `values` (shapes as for the constructor). Nothing is unpickled."""
-        path = pathlib.Path(path)
-        if path.suffix != ".npz":
-            raise ValueError(f"`Observations.from_file`: `{path}` is not a `.npz` file.")
-        if not path.is_file():
-            raise ValueError(f"`Observations.from_file`: no file `{path}`.")
+        """Reads measurements from a `.npz`, `.mat` (v5 or v7.3) or HDF5 file holding the
+        arrays named `points` and `values` (shapes as for the constructor; see
+        `sciml.data.read_named`). Nothing is unpickled.
+
+        **Raises:** `ValueError`, one line naming the file, for a missing file or array, a
+        wrong shape or non-finite values.
+        """
+        from ..data import DatasetError, read_named
+
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-        except Exception as e:  # not a zip archive, truncated, or holding objects
-            raise ValueError(
-                f"`Observations.from_file`: cannot read `{path}` as an .npz archive of arrays "
-                f"({type(e).__name__})."
-            ) from None
-        missing = [k for k in (points, values) if k not in arrays]
-        if missing:
-            raise ValueError(
-                f"`Observations.from_file`: `{path}` has no array {missing[0]!r}; it holds "
-                f"{list(arrays)}."
-            )
+            arrays = read_named(path, [points, values])
+        except DatasetError as e:
+            raise ValueError(f"`Observations.from_file`: {e}") from None
         x, u = arrays[points], arrays[values]
+        if u.ndim == 2 and u.shape[1] == 1 and x.ndim == 2 and u.shape[0] == x.shape[0]:
+            u = u[:, 0]  # a column vector (as MATLAB writes one) is a scalar field
         try:
             return cls(x, u, weight)
         except ValueError as e:
-            raise ValueError(f"{e} (read from `{path}`)") from None
+            raise ValueError(f"{e} (read from `{pathlib.Path(path)}`)") from None
 
     def sample(self, domain, key, n, method, dtype=None):
         if n != self.num_points:

@@ -191,13 +191,18 @@ class Problem(eqx.Module):
             return jnp.asarray(self.reference[0], dtype), jnp.asarray(self.reference[1], dtype)
         if self.exact is None:
             raise ValueError("The problem has neither `exact` nor `reference`: nothing to compare.")
+        pts = self.grid_points(num, dtype=dtype)
+        return pts, jax.vmap(self.exact)(pts)
+
+    def grid_points(self, num: int | None = None, *, dtype=None) -> Array:
+        """The nodes of a grid over the domain's bounding box (`num` per axis; default 101,
+        41 beyond two dimensions) that lie in the domain, shape `(m, dim)`."""
         d = self.domain.dim
         num = num or (101 if d <= 2 else 41)
         lines = [np.linspace(a, b, num) for a, b in zip(*self.domain.bounds, strict=True)]
         pts = np.stack([g.reshape(-1) for g in np.meshgrid(*lines, indexing="ij")], axis=-1)
         pts = jnp.asarray(pts, dtype)
-        pts = pts[np.asarray(jax.vmap(self.domain.contains)(pts))]
-        return pts, jax.vmap(self.exact)(pts)
+        return pts[np.asarray(jax.vmap(self.domain.contains)(pts))]
 
     def error(self, model: Callable, points: Array, values: Array) -> Array:
         """Relative L2 error `|u - u*| / |u*|` over `points`."""

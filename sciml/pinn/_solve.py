@@ -51,6 +51,7 @@ from ..train._step import (
     nonfinite_error,
 )
 from ._adaptive import grad_norm_weights, rad_resample
+from ._domain import SpaceTime
 from ._parameterized import parameter_values
 from ._problem import RESIDUAL, Problem
 
@@ -622,14 +623,34 @@ def solve(
             plot_history(history, run_dir / "plots" / "loss.png", x="step")
             if any(k.startswith("param_") for k in history[-1]):
                 plot_parameters(history, run_dir / "plots" / "parameters.png", x="step")
-            if eval_set is not None and 1 <= problem.domain.dim <= 3:
-                pred = _error(model, problem, *eval_set)[1]
-                plot_solution(eval_set[0], pred, eval_set[1], run_dir / "plots" / "solution.png")
+            if 1 <= problem.domain.dim <= 3:
+                _plot_field(model, problem, eval_set, run_dir / "plots" / "solution.png", dtype)
     finally:
         bar.close()
         if lock is not None:
             lock.release()
     return model, history
+
+
+def _plot_field(model, problem: Problem, eval_set, path: pathlib.Path, dtype) -> None:
+    """The solution (its first component for a system) with the reference and the error
+    where there is one, else alone, on the evaluation points or a grid over the domain."""
+    points, reference = (
+        eval_set if eval_set is not None else (problem.grid_points(dtype=dtype), None)
+    )
+    if len(points) < 3:
+        return
+    prediction = np.asarray(jax.vmap(model)(points)).reshape(len(points), -1)[:, 0]
+    if reference is not None:
+        reference = np.asarray(reference).reshape(len(points), -1)[:, 0]
+    domain = problem.domain
+    plane = domain if domain.dim == 2 else getattr(domain, "space", None)
+    inside = None
+    if plane is not None and plane.dim == 2:
+        inside = lambda c: np.asarray(jax.vmap(plane.contains)(jnp.asarray(c, points.dtype)))
+    time = isinstance(domain, SpaceTime)
+    labels = [f"x{i}" for i in range(domain.dim - time)] + (["t"] if time else [])
+    plot_solution(points, prediction, reference, path, labels=labels, inside=inside)
 
 
 def relative_error(model: Callable, problem: Problem, eval_set=None) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -211,36 +211,45 @@ def plot_predictions(
 def plot_solution(
     points: ArrayLike,
     prediction: ArrayLike,
-    reference: ArrayLike,
+    reference: ArrayLike | None,
     path: str | os.PathLike,
     *,
     labels: Sequence[str] | None = None,
     num_slices: int = 3,
+    inside: Callable | None = None,
 ) -> pathlib.Path:
     """Plots a field of coordinates next to its reference and the pointwise error.
 
-    Columns: prediction / reference / |error|. One-dimensional points give line plots;
-    two-dimensional ones colour maps on the (possibly scattered) points; three-dimensional ones
-    (e.g. `(x, y, t)` on a grid) one row per slice of the last coordinate at `num_slices`
-    of its distinct values, first to last.
+    Columns: prediction / reference / |error| (the prediction alone without a reference).
+    One-dimensional points give line plots; two-dimensional ones colour maps on the (possibly
+    scattered) points; three-dimensional ones (e.g. `(x, y, t)` on a grid) one row per slice of
+    the last coordinate at `num_slices` of its distinct values, first to last.
 
     **Arguments:**
 
     - `points`: `(n, dim)` coordinates, `dim` in 1..3.
-    - `prediction`, `reference`: `(n,)` values.
+    - `prediction`, `reference`: `(n,)` values; `reference` may be `None`.
     - `path`: output file.
     - `labels`: axis names (default `x0, x1, ...`).
     - `num_slices`: rows for three-dimensional points.
+    - `inside`: for two or three dimensions, a function of `(m, 2)` plane points returning a
+        boolean `(m,)`: triangles of the colour maps whose centre it rejects are left blank (a
+        non-convex domain such as an L-shape is not filled across its notch).
 
     **Returns:** `path`.
     """
     pts = np.asarray(points, dtype=float)
     pred = np.asarray(prediction, dtype=float).reshape(-1)
-    ref = np.asarray(reference, dtype=float).reshape(-1)
-    if pts.ndim != 2 or not 1 <= pts.shape[1] <= 3 or not len(pts) == len(pred) == len(ref):
+    ref = None if reference is None else np.asarray(reference, dtype=float).reshape(-1)
+    if (
+        pts.ndim != 2
+        or not 1 <= pts.shape[1] <= 3
+        or len(pts) != len(pred)
+        or (ref is not None and len(ref) != len(pred))
+    ):
         raise ValueError(
             f"`plot_solution` needs points (n, 1..3) and n values, got points {pts.shape}, "
-            f"prediction {pred.shape}, reference {ref.shape}."
+            f"prediction {pred.shape}, reference {None if ref is None else ref.shape}."
         )
     dim = pts.shape[1]
     labels = list(labels) if labels is not None else [f"x{i}" for i in range(dim)]
@@ -250,32 +259,48 @@ def plot_solution(
         rows = [(pts[:, 2] == t, f"{labels[2]} = {t:.3g}") for t in chosen]
     else:
         rows = [(np.ones(len(pts), bool), "")]
-    fig = _figure((12, 3.4 * len(rows)))
-    axes = fig.subplots(len(rows), 3, squeeze=False)
-    lo, hi = float(min(pred.min(), ref.min())), float(max(pred.max(), ref.max()))
+    columns = 1 if ref is None else 3
+    fig = _figure((4 * columns, 3.4 * len(rows)))
+    axes = fig.subplots(len(rows), columns, squeeze=False)
+    both = pred if ref is None else np.concatenate([pred, ref])
+    lo, hi = float(both.min()), float(both.max())
     for (mask, title), ax_row in zip(rows, axes, strict=True):
-        p, r, e = pred[mask], ref[mask], np.abs(pred[mask] - ref[mask])
+        p = pred[mask]
+        panels = [(p, "prediction", (lo, hi))]
+        if ref is not None:
+            r = ref[mask]
+            panels += [(r, "reference", (lo, hi)), (np.abs(p - r), "|error|", (None, None))]
         if dim == 1:
             order = np.argsort(pts[mask, 0])
             x = pts[mask, 0][order]
-            ax_row[0].plot(x, p[order], label="prediction")
-            ax_row[1].plot(x, r[order], label="reference")
-            ax_row[2].semilogy(x, np.maximum(e[order], 1e-300))
-            for ax in ax_row:
+            for ax, (values, name, _) in zip(ax_row, panels, strict=True):
+                if name == "|error|":
+                    ax.semilogy(x, np.maximum(values[order], 1e-300))
+                else:
+                    ax.plot(x, values[order], label=name)
                 ax.set_xlabel(labels[0])
+                ax.set_title(name)
         else:
-            x, y = pts[mask, 0], pts[mask, 1]
-            for ax, values, name, scale in (
-                (ax_row[0], p, "prediction", (lo, hi)),
-                (ax_row[1], r, "reference", (lo, hi)),
-                (ax_row[2], e, "|error|", (None, None)),
-            ):
-                image = ax.tripcolor(x, y, values, shading="gouraud", vmin=scale[0], vmax=scale[1])
+            triangulation = _triangulation(pts[mask, 0], pts[mask, 1], inside)
+            for ax, (values, name, scale) in zip(ax_row, panels, strict=True):
+                image = ax.tripcolor(
+                    triangulation, values, shading="gouraud", vmin=scale[0], vmax=scale[1]
+                )
                 fig.colorbar(image, ax=ax)
                 ax.set_xlabel(labels[0])
                 ax.set_ylabel(labels[1])
                 ax.set_title(f"{name} {title}".strip())
-        if dim == 1:
-            for ax, name in zip(ax_row, ("prediction", "reference", "|error|"), strict=True):
-                ax.set_title(name)
     return _save(fig, path)
+
+
+def _triangulation(x: np.ndarray, y: np.ndarray, inside: Callable | None):
+    """The Delaunay triangulation of scattered plane points, without the triangles whose
+    centre `inside` rejects."""
+    from matplotlib.tri import Triangulation
+
+    triangulation = Triangulation(x, y)
+    if inside is not None:
+        corners = triangulation.triangles
+        centres = np.stack([x[corners].mean(axis=1), y[corners].mean(axis=1)], axis=1)
+        triangulation.set_mask(~np.asarray(inside(centres), bool))
+    return triangulation
