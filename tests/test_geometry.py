@@ -12,8 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.sparse
+import scipy.sparse.linalg
 import scipy.stats
 
+from sciml.derivatives import laplacian
+from sciml.fields import MLP
 from sciml.pinn import (
     Box,
     Difference,
@@ -22,7 +26,10 @@ from sciml.pinn import (
     Intersection,
     PointCloud,
     Polygon,
+    Problem,
     Union,
+    relative_error,
+    solve,
 )
 
 ALPHA = 1e-3
@@ -105,6 +112,7 @@ def test_nonconvex_polygon_triangulation_and_samples():
     comb += [(5, 2), (5, 0)]
     poly = Polygon(comb)
     v = np.asarray(poly.vertices)
+
     def area(p, q, r):  # half the cross product of two edges
         (x1, y1), (x2, y2) = q - p, r - p
         return abs(x1 * y2 - x2 * y1) / 2
@@ -211,8 +219,107 @@ def test_hard_constraint_on_l_shape():
     assert float(jnp.max(jnp.abs(jax.vmap(u)(xb)))) < 1e-12
     x = poly.sample_interior(_key(11), 200)
     assert float(jnp.max(jnp.abs(jax.vmap(u)(x)))) > 1e-3
-    assert bool(jnp.all(jnp.isfinite(jax.vmap(jax.hessian(u))(x))))
-    assert float(jnp.max(jax.vmap(poly.distance)(x))) <= 1.05  # scaled to about one
+    assert bool(jnp.all(jnp.isfinite(jax.jit(jax.vmap(jax.hessian(u)))(x))))
+    # Normalised like the Euclidean distance, which is at most 1/2 in the L.
+    assert float(jnp.max(jax.vmap(poly.distance)(x))) <= 0.5
+
+
+COMB = [(0, 0), (0, 2), (1, 2), (1, 1), (2, 1), (2, 2), (3, 2), (3, 1), (4, 1), (4, 2), (5, 2)]
+COMB += [(5, 0)]
+
+
+@pytest.mark.parametrize(
+    "vertices",
+    [L_VERTICES, COMB, [(0, 0), (2, 0.5), (2.5, 2), (1, 3), (-0.5, 1.5)]],
+    ids=["l", "comb", "pentagon"],
+)
+def test_polygon_distance_normalised_on_edges(vertices):
+    # Away from the vertices (and outside the disks where re-entrant corners blend into their
+    # harmonic function), the distance is the Euclidean one to first order: |grad d| = 1 just
+    # inside an edge (on the edge itself the edge functions have a kink and autodiff gives 0).
+    poly = Polygon(vertices)
+    xb = np.asarray(poly.sample_boundary(_key(20), 2000))
+    v = np.asarray(poly.vertices)
+    far = np.min(np.linalg.norm(xb[:, None] - v[None], axis=2), 1) > 0.05
+    for vx, vy, *_, radius, _factor in poly.corners:
+        far &= np.linalg.norm(xb - [vx, vy], axis=1) > radius + 0.02
+    assert far.sum() > 200
+    x = jnp.asarray(xb[far]) - 1e-6 * jax.vmap(poly.normal)(jnp.asarray(xb[far]))
+    grad = jax.jit(jax.vmap(jax.grad(poly.distance)))(x)
+    np.testing.assert_allclose(jnp.linalg.norm(grad, axis=1), 1.0, rtol=1e-3)
+    np.testing.assert_allclose(jax.jit(jax.vmap(poly.distance))(x), 1e-6, rtol=1e-3)
+
+
+def test_polygon_distance_harmonic_at_reentrant_corner():
+    # At the L's re-entrant corner the distance is c r^(2/3) sin(2 theta / 3) + O(r^(14/3)):
+    # bounded Laplacian, where a cone-like distance has |Lap d| ~ 1/r (about 140 at r = 0.02).
+    poly = l_polygon()
+    assert len(poly.corners) == 1 and poly.corners[0][:2] == (0.0, 0.0)
+    r = np.geomspace(1e-3, 0.1, 12)
+    angle = np.linspace(0.05, 1.45, 9) * np.pi  # theta from the edge x = 0, y > 0, into the L
+    rr, aa = np.meshgrid(r, angle)
+    x = jnp.asarray(np.stack([-rr * np.sin(aa), rr * np.cos(aa)], -1).reshape(-1, 2))
+    assert bool(jax.vmap(poly.contains)(x).all())
+    lap = jax.jit(jax.vmap(lambda p: jnp.trace(jax.hessian(poly.distance)(p))))(x)
+    assert float(jnp.max(jnp.abs(lap))) < 1.0
+    near = (rr < 0.03).reshape(-1)  # where 1 - chi = O((r / R)^4) is below 1e-4
+    d = jax.jit(jax.vmap(poly.distance))(x) / (rr ** (2 / 3) * np.sin(2 * aa / 3)).reshape(-1)
+    np.testing.assert_allclose(d[near], poly.corners[0][-1], rtol=1e-3)
+
+
+def _poisson_l_fd(n):
+    """5-point solution of -Lap u = 1, u = 0 on the boundary of the L, grid spacing 2 / n."""
+    line = np.linspace(-1.0, 1.0, n + 1)
+    x, y = np.meshgrid(line, line, indexing="ij")
+    inside = np.zeros(x.shape, bool)
+    inside[1:-1, 1:-1] = True
+    inside &= ~((x > -1e-12) & (y > -1e-12))
+    index = -np.ones(x.shape, int)
+    index[inside] = np.arange(inside.sum())
+    rows, cols, vals = [], [], []
+    for i, j in zip(*np.nonzero(inside), strict=True):
+        rows.append(index[i, j]), cols.append(index[i, j]), vals.append(4.0)
+        for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            if index[i + di, j + dj] >= 0:
+                rows.append(index[i, j]), cols.append(index[i + di, j + dj]), vals.append(-1.0)
+    a = scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(inside.sum(),) * 2)
+    u = scipy.sparse.linalg.spsolve(a, np.full(inside.sum(), (2.0 / n) ** 2))
+    return np.stack([x[inside], y[inside]], axis=1), u
+
+
+@pytest.mark.slow
+def test_hard_constraint_pinn_poisson_l_shape():
+    """-Lap u = 1 on the L, u = 0 on its boundary, by a PINN in the ansatz u = d N with the
+    polygon's distance, against the 5-point solution on the grid of spacing 1/16 (n = 32;
+    itself 0.8% from the n = 256 one). float64, an MLP of width 16 and depth 2, 512 Sobol
+    points, 300 Adam steps (lr 3e-3) and 500 L-BFGS iterations: measured relative L2 error
+    0.016 (about 15 s alone, 40 s under `-n 2` on 2 busy cores); over network keys 2, 3, 4:
+    0.050, 0.026, 0.014. Tolerance 0.06. With the earlier distance (a cone at the re-entrant
+    corner, its Laplacian ~ 1/r there, and scaled to a maximum of one) the same run gave 0.37,
+    and a soft Dirichlet loss needs far more steps (0.16 after 2000 Adam + 500 L-BFGS steps,
+    `experiments/poisson_l_shape.py`)."""
+    points, values = _poisson_l_fd(32)
+    domain = l_polygon()
+    problem = Problem(
+        residual=lambda u, x: -laplacian(u, x) - 1.0,
+        domain=domain,
+        conditions={},
+        reference=(jnp.asarray(points), jnp.asarray(values)),
+    )
+    net = MLP(2, "scalar", width=16, depth=2, key=_key(0), dtype=jnp.float64)
+    model, _ = solve(
+        problem,
+        HardConstraint(net, domain),
+        key=_key(1),
+        steps=300,
+        lbfgs_steps=500,
+        learning_rate=3e-3,
+        num_points={"residual": 512},
+        method="sobol",
+        eval_every=1000,
+        progress=False,
+    )
+    assert relative_error(model, problem) < 0.06
 
 
 def test_point_cloud(tmp_path):
