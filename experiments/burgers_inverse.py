@@ -24,7 +24,6 @@ nu = 3.1698e-3, relative error 0.42%; u's relative L2 error 1.6e-3 and 1.5e-3.
 
 import argparse
 import json
-import math
 import time
 
 import jax
@@ -33,34 +32,18 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
+from burgers_pde import NU, burgers_residual, reference  # noqa: E402
+
 import sciml.pinn as pinn  # noqa: E402
-from sciml.data import burgers_solve  # noqa: E402
-from sciml.derivatives import partial  # noqa: E402
 from sciml.fields import MLP  # noqa: E402
-
-NU = 0.01 / math.pi
-
-
-def reference(grid: int = 2048, num_times: int = 101, steps: int = 2500):
-    """u on x_j = -1 + 2 j / grid (j < grid, and x = 1 by periodicity) at t_i = i / (num_times
-    - 1): arrays `x`, `t` and `u` of shape `(times, grid + 1)`."""
-    y = np.arange(grid) / grid
-    v0 = jnp.asarray(np.sin(2 * np.pi * y))
-    ts = np.linspace(0.0, 0.5, num_times)
-    v = np.asarray(burgers_solve(v0, nu=NU / 2, t_final=0.5, num_steps=steps, ts=ts))
-    x = np.append(2 * y - 1, 1.0)
-    u = np.concatenate([v, v[:, :1]], axis=1)  # (times, grid + 1)
-    return x, 2 * ts, u
 
 
 def residual(u, x):
-    nu = u.parameters["nu"]
-    u_x = lambda p: partial(u, p, 0)
-    return partial(u, x, 1) + u(x) * u_x(x) - nu * partial(u_x, x, 0)
+    return burgers_residual(u, x, u.parameters["nu"])
 
 
 def run(args, noise: float):
-    x, t, u = reference()
+    x, t, u = reference(2048, 101, 2500)
     rng = np.random.default_rng(args.seed)
     i = rng.integers(0, len(t), args.num_obs)
     j = rng.integers(0, len(x), args.num_obs)

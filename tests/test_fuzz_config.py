@@ -140,12 +140,16 @@ def wrong_type(option: Option):
     if option.type is list:
         if option.item_type is int:
             bad_item = st.one_of(_text, st.booleans(), _nonintegral, st.lists(st.integers()))
+        elif option.item_type is str:
+            bad_item = st.one_of(st.integers(), st.booleans(), st.floats(), _tables_values)
         else:
             bad_item = st.one_of(_text, st.booleans(), st.lists(st.floats()), _tables_values)
         with_bad_item = st.tuples(st.lists(st.integers(1, 9), max_size=2), bad_item).map(
             lambda t: [*t[0], t[1]]
         )
         return st.one_of(st.integers(), st.floats(), _text, st.booleans(), with_bad_item, *common)
+    if option.type is dict:
+        return st.one_of(st.integers(), st.floats(), _text, st.booleans(), _lists, _dates)
     assert option.type == (int, str), option.type
     return st.one_of(st.floats(), st.booleans(), _lists, *common)
 
@@ -162,8 +166,10 @@ def right_type(option: Option):
     if option.type is bool:
         return st.booleans()
     if option.type is list:
-        item = _ints if option.item_type is int else _floats
+        item = {int: _ints, str: _text}.get(option.item_type, _floats)
         return st.lists(item, max_size=5)
+    if option.type is dict:
+        return _tables_values
     return st.one_of(_ints, st.text(max_size=5), st.just("all"))
 
 

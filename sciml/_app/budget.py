@@ -30,6 +30,7 @@ from typing import Any
 from .. import _machine
 from .._catalogue import PINN_BENCHMARKS, get_recipe
 from .config import PINN_SCHEMA, SCHEMA, ConfigError, reads_own_file, show_value
+from .user_problem import problem_facts
 
 # JAX indexes arrays (gathers, slices, `jax.random.split`) with int32 unless x64 is on, and
 # counts optimizer and guard steps in int32: longer axes end in an OverflowError deep inside
@@ -420,7 +421,7 @@ def _model_axes(model: Mapping) -> list[tuple[str, int, str]]:
 def _pinn_model(config: Mapping) -> _Model:
     """The PINN model's sizes; `train` and `forward` count hidden units per point."""
     model = config["model"]
-    dim = PINN_BENCHMARKS[config["problem"]["name"]].dims
+    dim = problem_facts(config).dims
     if model["name"] == "mlp":
         mlp = model["mlp"]
         width, depth, features = mlp["width"], mlp["depth"], mlp["fourier_features"]
@@ -443,13 +444,16 @@ def _pinn_model(config: Mapping) -> _Model:
 def _estimate_pinn(config: Mapping) -> Estimate:
     problem, model, train = config["problem"], config["model"], config["train"]
     name = problem["name"]
-    benchmark = PINN_BENCHMARKS[name]
-    dim, order = benchmark.dims, benchmark.order
+    # A problem module's own `num_points` are not counted here (nor observations: few).
+    facts = problem_facts(config)
+    benchmark = None if problem["module"] else PINN_BENCHMARKS[name]
+    dim, order = facts.dims, facts.order
     size = 8 if train["float64"] else FLOAT32
-    terms = set(benchmark.terms)
-    if model["hard_constraint"]:
-        terms.discard("boundary")
-    points = sum(train[f"num_{term}"] for term in terms)
+    dropped = facts.hard_constraint_drops if model["hard_constraint"] else ()
+    count_keys = {
+        key.removeprefix("train.") for term, key in facts.count_keys.items() if term not in dropped
+    }
+    points = sum(train[key] for key in count_keys)
     sizes = _pinn_model(config)
     params, units, layers = sizes.params, sizes.train, sizes.layers
     per_unit = 4 * (1 + dim) ** order  # see PINN_BENCHMARKS above
@@ -462,7 +466,7 @@ def _estimate_pinn(config: Mapping) -> Estimate:
     memory["one step"] = size * max(step, PINN_EVAL_BATCH * units * 4)
 
     seconds = {"model build": SECONDS_PER_LAYER * layers + SECONDS_PER_PARAM * params}
-    if benchmark.reference is not None:
+    if benchmark is not None and benchmark.reference is not None:
         default, times = benchmark.reference
         resolution = problem["reference_resolution"] or default
         if name == "nonlinear_diffusion":
@@ -477,7 +481,7 @@ def _estimate_pinn(config: Mapping) -> Estimate:
             seconds["reference solve"] = ALLEN_CAHN_STEPS * 100 * fine * math.log2(fine) / 1e9
         # float64 solve, then points (dim coordinates) and values, also as JAX arrays.
         memory["reference solution"] = 8 * (solve + 2 * grid * (dim + 1))
-    axes = [(f"train.num_{term}", train[f"num_{term}"], "") for term in sorted(terms)]
+    axes = [(f"train.{key}", train[key], "") for key in sorted(count_keys)]
     if train["adaptive"]:
         axes.append(("train.num_residual", RAD_POOL * train["num_residual"], "the RAD pool"))
     total_steps = train["steps"] + train["lbfgs_steps"]
@@ -488,7 +492,7 @@ def _estimate_pinn(config: Mapping) -> Estimate:
     ):
         if model["name"] == section:
             axes += [(f"model.{section}.{k}", model[section][k], "") for k in keys]
-    if benchmark.reference is not None:
+    if benchmark is not None and benchmark.reference is not None:
         axes.append(("problem.reference_resolution", problem["reference_resolution"], ""))
     return Estimate(memory=memory, seconds=seconds, axes=tuple(axes))
 

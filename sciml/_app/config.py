@@ -17,7 +17,6 @@ import copy
 import functools
 import math
 import os
-import reprlib
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,17 +34,9 @@ from .._catalogue import (
     get_recipe,
 )
 from .._validate import ArgumentError
+from .errors import ConfigError, show_value
 
 _REQUIRED = object()
-
-
-class ConfigError(ValueError):
-    """An invalid config: the message is one line naming the key, the value and what is allowed;
-    `key` is the dotted config key, where the error is about one."""
-
-    def __init__(self, message: str, *, key: str | None = None):
-        super().__init__(message)
-        self.key = key
 
 
 @dataclass(frozen=True)
@@ -331,9 +322,48 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
             choices=tuple(PINN_BENCHMARKS),
             help="a problem of sciml.pinn.benchmarks",
         ),
+        "module": Option(
+            str,
+            "",
+            help="your own problem: a Python file defining `problem` (a sciml.pinn.Problem), "
+            "relative to the config file; it runs like a script (see docs/guide/own_pde.md); "
+            "replaces problem.name",
+        ),
+        "options": Option(
+            dict,
+            {},
+            help="keyword arguments of the module's `problem(**options)` (e.g. noise = 0.01)",
+        ),
         "reference_resolution": Option(
             int, 0, check=_nonnegative, allowed=">= 0 (0: the problem's default)"
         ),
+        "reference": Option(
+            str,
+            "",
+            help="a reference solution for errors and plots: .npz, .mat or HDF5, relative to "
+            "the config file",
+        ),
+        "reference_points": Option(str, "x", help="its array of points (n, dim)"),
+        "reference_values": Option(
+            str, "u", help="its array of values: (n,) or (n, c), or on the reference_axes grid"
+        ),
+        "reference_axes": Option(
+            list,
+            [],
+            item_type=str,
+            allowed="names of the file's coordinate vectors, one per dimension",
+            help="values on the product grid of these vectors (e.g. ['x', 't']) instead of "
+            "reference_points",
+        ),
+        "observations": Option(
+            str,
+            "",
+            help="measurements as the loss term 'observations': .npz, .mat or HDF5, relative "
+            "to the config file",
+        ),
+        "observation_points": Option(str, "x", help="its array of points (n, dim)"),
+        "observation_values": Option(str, "u", help="its array of values (n,) or (n, c)"),
+        "observation_weight": Option(float, 1.0, check=_nonnegative, allowed=">= 0"),
     },
     "model": {
         "name": Option(
@@ -405,37 +435,84 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
 }
 
 
-def _validate_pinn(raw: dict) -> dict:
+def _validate_pinn(raw: dict, check_data: bool = True) -> dict:
+    from .user_problem import check_module_path, problem_facts, read_observations, read_reference
+
     config = _validate(raw, PINN_SCHEMA)
-    train = config["train"]
+    train, problem = config["train"], config["problem"]
     if train["steps"] + train["lbfgs_steps"] == 0:
         raise _fail("train.steps", 0, "train.steps or train.lbfgs_steps must be positive")
-    benchmark = PINN_BENCHMARKS[config["problem"]["name"]]
-    terms = benchmark.terms
+    module = problem["module"]
+    if module:
+        # A name at its default is no choice (the resolved form of a config holds every key).
+        if problem["name"] != PINN_SCHEMA["problem"]["name"].default:
+            raise _fail(
+                "problem.name", problem["name"], "give problem.name or problem.module, not both"
+            )
+        if problem["reference_resolution"]:
+            raise _fail(
+                "problem.reference_resolution",
+                problem["reference_resolution"],
+                "applies to the built-in problems only (problem.name); give your own reference "
+                "as problem.reference",
+            )
+    if problem["options"] and not module:
+        raise _fail("problem.options", problem["options"], "needs problem.module")
+    for key in ("reference", "observations"):
+        if problem[key]:
+            _check_input_file(f"problem.{key}", problem[key])
+    if module and not check_data:
+        return config  # a stored config: its module was checked when the run started
+    if module:
+        check_module_path(module)
+    facts = problem_facts(config)
+    terms = facts.terms
     if train["weights"] and len(train["weights"]) != len(terms):
         raise _fail(
             "train.weights",
             train["weights"],
             f"give {len(terms)} weights, for the terms {', '.join(terms)}",
         )
-    zero_dirichlet = [name for name, b in PINN_BENCHMARKS.items() if b.zero_dirichlet]
-    if config["model"]["hard_constraint"] and not benchmark.zero_dirichlet:
-        raise _fail(
-            "model.hard_constraint",
-            True,
-            f"allowed only for problems with u = 0 on the boundary: {', '.join(zero_dirichlet)}",
+    if config["model"]["hard_constraint"] and not facts.hard_constraint_drops:
+        zero_dirichlet = ", ".join(n for n, b in PINN_BENCHMARKS.items() if b.zero_dirichlet)
+        what = (
+            "the problem of problem.module needs a Dirichlet condition with value 0 on the "
+            "whole boundary (no faces)"
+            if module
+            else f"allowed only for problems with u = 0 on the boundary: {zero_dirichlet}"
         )
-    if train["causal_chunks"] and not benchmark.time_dependent:
+        raise _fail("model.hard_constraint", True, what)
+    if train["causal_chunks"] and not facts.time_dependent:
         raise _fail("train.causal_chunks", train["causal_chunks"], "needs a time-dependent problem")
     if train["adaptive"] and not train["resample_every"]:
         raise _fail("train.adaptive", True, "needs train.resample_every > 0")
+    if check_data:
+        if problem["observations"]:
+            observations = read_observations(problem)
+            if observations.points.shape[1] != facts.dims:
+                raise _fail(
+                    "problem.observations",
+                    problem["observations"],
+                    f"its points have {observations.points.shape[1]} coordinates, the "
+                    f"problem's {facts.dims}",
+                )
+        if problem["reference"]:
+            read_reference(problem, facts.dims)
+    for key in ("module", "reference", "observations"):
+        if problem[key]:
+            problem[key] = os.path.abspath(problem[key])
     return config
+
+
+def _check_input_file(key: str, path: str) -> None:
+    if not os.path.isfile(path):
+        what = "it is a directory" if os.path.isdir(path) else "no such file"
+        raise _fail(key, path, f"{what}; expected a .npz, .mat or HDF5 file")
 
 
 def describe_schema(schema: dict, config: dict | None = None) -> str:
     """Every key of a schema, one line each, as TOML under its table: the default (with a
     config: the value it resolves to), the allowed values and the key's help."""
-    import tomli_w
 
     lines: list[str] = []
 
@@ -446,16 +523,14 @@ def describe_schema(schema: dict, config: dict | None = None) -> str:
                 lines.append(f"\n[{table}]")
             for key, option in leaves.items():
                 value = option.default if values is None else values[key]
-                text = tomli_w.dumps({key: value}).strip() if value is not _REQUIRED else key
+                text = f"{key} = {_inline(value)}" if value is not _REQUIRED else key
                 notes = [_describe_type(option)]
                 if option.choices is not None:
                     notes.append("one of " + ", ".join(repr(c) for c in option.choices))
                 elif option.allowed:
                     notes.append(option.allowed)
                 if values is not None and value != option.default:
-                    notes.append(
-                        f"default {tomli_w.dumps({key: option.default}).split('=', 1)[1].strip()}"
-                    )
+                    notes.append(f"default {_inline(option.default)}")
                 if option.help:
                     notes.append(option.help)
                 lines.append(f"{text}  # {'; '.join(notes)}")
@@ -468,6 +543,17 @@ def describe_schema(schema: dict, config: dict | None = None) -> str:
     return "\n".join(lines).strip("\n")
 
 
+def _inline(value: Any) -> str:
+    """A value as inline TOML (a table as `{ key = value, ... }`)."""
+    import tomli_w
+
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{k} = {_inline(v)}" for k, v in value.items()) + " }"
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
 def _describe_type(option: Option) -> str:
     if option.type == (int, str):
         return "an integer or a string"
@@ -475,21 +561,7 @@ def _describe_type(option: Option) -> str:
         return f"a list of {option.item_type.__name__}"
     if option.type is float:
         return "a number"
-    return {int: "an integer", bool: "true or false", str: "a string"}[option.type]
-
-
-def show_value(value: Any) -> str:
-    """`repr(value)` for a one-line message: shortened if long, safe for huge integers and for
-    tables or arrays nested too deeply for `repr`."""
-    try:
-        text = repr(value)
-    except ValueError:  # an integer with more digits than Python will print
-        return "<an integer too large to print>"
-    except RecursionError:  # e.g. `--set model.modes.a.a.a...=1`, thousands of levels deep
-        shortened = reprlib.Repr()
-        shortened.maxlevel = 3
-        text = shortened.repr(value)
-    return text if len(text) <= 100 else text[:97] + "..."
+    return {int: "an integer", bool: "true or false", str: "a string", dict: "a table"}[option.type]
 
 
 def _copy_tree(tree: Any) -> Any:
@@ -997,9 +1069,21 @@ def _cross_checks(raw: dict, config: dict) -> None:
 def applicable(config: dict) -> dict:
     """A copy of a validated operator config without the keys that do not apply to its data,
     model and task (at their defaults, they change nothing): what a run directory stores.
-    PINN configs are returned whole (one file may describe both of its models)."""
+    PINN configs keep both model tables (one file may describe both of its models); their
+    problem table loses what its source (a built-in problem or a module) and its files leave
+    unused."""
     if config.get("kind") == "pinn":
-        return config
+        out = dict(config)
+        problem = out["problem"] = dict(config["problem"])
+        unused = ["reference_resolution", "name"] if problem["module"] else ["module", "options"]
+        if not problem["reference"]:
+            unused += ["reference", "reference_points", "reference_values", "reference_axes"]
+        if not problem["observations"]:
+            unused += ["observations", "observation_points", "observation_values"]
+            unused.append("observation_weight")
+        for key in unused:
+            del problem[key]
+        return out
     out = {
         section: dict(values) if isinstance(values, dict) else values
         for section, values in config.items()
@@ -1089,7 +1173,7 @@ def validate_config(raw: dict, *, check_data: bool = True) -> dict:
     the stored config of a run, checked when the run started, whose files may be gone)."""
     kind = raw.get("kind", "operator")
     if kind == "pinn":
-        return _validate_pinn(raw)
+        return _validate_pinn(raw, check_data)
     config = _validate(raw, SCHEMA)
     if check_data:
         _cross_checks(raw, config)
@@ -1125,13 +1209,18 @@ def load_config(path: str | Path, overrides: list[str] = (), *, check_data: bool
 _PATH_KEYS = ("path", "test_path")
 
 
+_PROBLEM_PATH_KEYS = ("module", "reference", "observations")
+
+
 def _resolve_paths(raw: dict, base: Path) -> None:
-    """Data files named in a config file are relative to the config file's folder (a `--set`
-    value is relative to the working directory, as a shell argument is)."""
-    data = raw.get("data")
-    if not isinstance(data, dict):
-        return
-    for key in _PATH_KEYS:
-        value = data.get(key)
-        if isinstance(value, str) and value and not os.path.isabs(value):
-            data[key] = os.path.normpath(os.path.join(os.path.abspath(base), value))
+    """Files named in a config file (data, a problem module, references, observations) are
+    relative to the config file's folder (a `--set` value is relative to the working
+    directory, as a shell argument is)."""
+    for section, keys in (("data", _PATH_KEYS), ("problem", _PROBLEM_PATH_KEYS)):
+        table = raw.get(section)
+        if not isinstance(table, dict):
+            continue
+        for key in keys:
+            value = table.get(key)
+            if isinstance(value, str) and value and not os.path.isabs(value):
+                table[key] = os.path.normpath(os.path.join(os.path.abspath(base), value))

@@ -344,9 +344,9 @@ def load_trained_model(run_dir: str | Path, x=None, y=None):
     run_dir = Path(run_dir)
     config = stored_config(run_dir)
     if config.get("kind") == "pinn":
-        raise ConfigError(
-            f"'{run_dir}' is a PINN run; its model is in best_model.eqx (sciml.pinn.solve)"
-        )
+        from .pinn_run import load_trained_pinn
+
+        return load_trained_pinn(run_dir, config), config
     model = train.load_model_file(run_dir / "best_model.eqx", _skeleton(config, run_dir, x, y))
     return model, config
 

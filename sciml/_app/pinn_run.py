@@ -1,34 +1,49 @@
-"""`sciml run` for configs with `kind = "pinn"`: one PDE of `sciml.pinn.benchmarks`, solved
-with an MLP or a PIG by `sciml.pinn.solve`."""
+"""`sciml run` for configs with `kind = "pinn"`: one PDE of `sciml.pinn.benchmarks`, or the
+user's own (`problem.module`, see `user_problem`), solved with an MLP or a PIG by
+`sciml.pinn.solve`."""
 
 import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from .. import pinn
 from .._atomic import atomic_write_bytes
-from .._catalogue import FIELD_ACTIVATIONS, PINN_BENCHMARKS, resolve
+from .._catalogue import FIELD_ACTIVATIONS, resolve
 from ..fields import MLP, PIG
+from ..train import is_writer as train_is_writer
+from ..train import load_model_file, save_model_file
 from .config import nonfinite_options
+from .errors import ConfigError, show_path
+from .user_problem import (
+    UserProblem,
+    build_user_problem,
+    count_keys,
+    hard_constraint_drops,
+    load_module_of,
+    problem_facts,
+)
+
+MODEL_FILE = "model.eqx"  # the trained model, written when a run finishes
 
 
 def build_problem(config: dict) -> pinn.Problem:
-    name = config["problem"]["name"]
-    factory = pinn.benchmarks.BENCHMARKS[name]
-    resolution = config["problem"]["reference_resolution"]
-    if resolution and PINN_BENCHMARKS[name].reference is not None:
-        return factory(resolution=resolution)
-    return factory()
+    """The config's problem, with its observations and reference files."""
+    return build_user_problem(config)[1]
 
 
-def build_model(config: dict, problem: pinn.Problem, *, key, dtype):
+def build_model(config: dict, problem: pinn.Problem, *, key, dtype, outputs=None):
+    """The network of `[model]` for `problem` (`outputs` components, default a scalar),
+    in the hard-constraint ansatz if asked."""
     cfg = config["model"][config["model"]["name"]]
+    out = "scalar" if outputs is None else outputs
     domain = problem.domain
     lower, upper = domain.bounds
     dim = domain.dim
@@ -41,7 +56,7 @@ def build_model(config: dict, problem: pinn.Problem, *, key, dtype):
                     periodic[cond.axis] = upper[cond.axis] - lower[cond.axis]
         net = MLP(
             dim,
-            "scalar",
+            out,
             width=cfg["width"],
             depth=cfg["depth"],
             activation=resolve(FIELD_ACTIVATIONS[cfg["activation"]]),
@@ -56,7 +71,7 @@ def build_model(config: dict, problem: pinn.Problem, *, key, dtype):
     else:
         net = PIG(
             dim,
-            "scalar",
+            out,
             num_gaussians=cfg["num_gaussians"],
             feature_dim=cfg["feature_dim"],
             hidden=cfg["hidden"],
@@ -74,15 +89,35 @@ def build_model(config: dict, problem: pinn.Problem, *, key, dtype):
     return net
 
 
-def num_points(config: dict, problem: pinn.Problem) -> dict[str, int]:
-    train = config["train"]
-    counts = {
-        "residual": train["num_residual"],
-        "boundary": train["num_boundary"],
-        "initial": train["num_initial"],
-        "periodic": train["num_periodic"],
-    }
-    return {term: counts[term] for term in problem.terms}
+def num_points(config: dict, problem: pinn.Problem, given=None) -> dict[str, int]:
+    """Points per sampled term: the `train.num_*` count of its kind, or `given[term]`."""
+    train, given = config["train"], given or {}
+    keys = count_keys(problem)
+    return {term: given.get(term, train[key.removeprefix("train.")]) for term, key in keys.items()}
+
+
+def record_module(run_dir: Path, user: UserProblem, *, resume: bool) -> None:
+    """A fresh run keeps a copy of the problem module and its sha256 (`problem.json`); a
+    resumed one refuses a module that changed since."""
+    record = run_dir / "problem.json"
+    if resume and record.is_file():
+        try:
+            started = json.loads(record.read_text())["sha256"]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"'{record}' is damaged; the problem module cannot be verified"
+            ) from None
+        if started != user.sha256:
+            raise ConfigError(
+                f"config key 'problem.module' = {show_path(user.path)} changed since the run "
+                f"started (sha256 {user.sha256[:12]}..., the run's {started[:12]}...); restore "
+                f"it (the run keeps a copy: {run_dir / 'problem.py'}) or start a new run",
+                key="problem.module",
+            )
+        return
+    atomic_write_bytes(run_dir / "problem.py", Path(user.path).read_bytes())
+    text = json.dumps({"module": user.path, "sha256": user.sha256}, indent=2) + "\n"
+    atomic_write_bytes(record, text.encode())
 
 
 def run_pinn(
@@ -95,20 +130,12 @@ def run_pinn(
     dtype = jnp.float64 if train["float64"] else jnp.float32
     run_dir = Path(run_dir)
 
-    problem = build_problem(config)
-    if config["model"]["hard_constraint"]:  # the ansatz enforces u = 0: no boundary term
-        conditions = {k: v for k, v in problem.conditions.items() if k != "boundary"}
-        problem = dataclasses.replace(problem, conditions=conditions)
-    if train["causal_chunks"]:
-        problem = dataclasses.replace(
-            problem,
-            causal_chunks=train["causal_chunks"],
-            causal_tolerance=train["causal_tolerance"],
-        )
-    model_key, point_key = jax.random.split(jax.random.key(config["seed"]))
-    model = build_model(config, problem, key=model_key, dtype=dtype)
-    terms = PINN_BENCHMARKS[config["problem"]["name"]].terms
-    weights = dict(zip(terms, train["weights"], strict=True)) if train["weights"] else {}
+    user, problem, model = _setup(config, dtype)
+    if user is not None and train_is_writer():
+        record_module(run_dir, user, resume=resume)
+    all_terms = problem_facts(config).terms  # with the terms the ansatz replaces
+    point_key = jax.random.split(jax.random.key(config["seed"]))[1]
+    weights = dict(zip(all_terms, train["weights"], strict=True)) if train["weights"] else {}
     weights = {k: v for k, v in weights.items() if k in problem.terms}
     schedule = optax.exponential_decay(
         train["learning_rate"], train["decay_steps"], train["decay_rate"]
@@ -121,7 +148,7 @@ def run_pinn(
         steps=train["steps"],
         lbfgs_steps=train["lbfgs_steps"],
         learning_rate=schedule,
-        num_points=num_points(config, problem),
+        num_points=num_points(config, problem, user.num_points if user else None),
         method=train["sampler"],
         resample_every=train["resample_every"] or None,
         adaptive={} if train["adaptive"] else None,
@@ -140,13 +167,76 @@ def run_pinn(
     )
     elapsed = time.perf_counter() - start
     params = eqx.filter(model, eqx.is_inexact_array)
+    has_reference = problem.exact is not None or problem.reference is not None
     results = {
-        "test_relative_l2": pinn.relative_error(model, problem),
+        "test_relative_l2": pinn.relative_error(model, problem) if has_reference else None,
         "steps": train["steps"],
         "lbfgs_steps": train["lbfgs_steps"],
         "train_time_s": round(elapsed, 2),
         "params": int(sum(x.size for x in jax.tree.leaves(params))),
         "final_loss": history[-1]["train_loss"] if history else None,
     }
+    if isinstance(model, pinn.Parameterized):
+        for name, value in model.parameters.items():
+            value = np.asarray(value)
+            results[f"param_{name}"] = value.item() if value.size == 1 else value.tolist()
+    if train_is_writer():
+        save_model_file(run_dir / MODEL_FILE, model)
     atomic_write_bytes(run_dir / "results.json", (json.dumps(results, indent=2) + "\n").encode())
     return results
+
+
+def _setup(config: dict, dtype) -> tuple[UserProblem | None, pinn.Problem, Any]:
+    """The config's problem (without the terms the ansatz replaces, with causal weighting if
+    asked) and its untrained model."""
+    train = config["train"]
+    user, problem = build_user_problem(config)
+    if config["model"]["hard_constraint"]:  # the ansatz enforces u = 0: no such term
+        drops = hard_constraint_drops(problem) if user is not None else ("boundary",)
+        conditions = {k: v for k, v in problem.conditions.items() if k not in drops}
+        problem = dataclasses.replace(problem, conditions=conditions)
+    if train["causal_chunks"]:
+        problem = dataclasses.replace(
+            problem,
+            causal_chunks=train["causal_chunks"],
+            causal_tolerance=train["causal_tolerance"],
+        )
+    model_key = jax.random.split(jax.random.key(config["seed"]))[0]
+    outputs = user.outputs if user is not None else None
+    model = build_model(config, problem, key=model_key, dtype=dtype, outputs=outputs)
+    if user is not None and user.parameters:
+        parameters = {k: jnp.asarray(v, dtype) for k, v in user.parameters.items()}
+        model = pinn.Parameterized(model, parameters, positive=user.positive)
+    return user, problem, model
+
+
+def load_trained_pinn(run_dir: Path, config: dict):
+    """The trained model of a finished PINN run (a function of one point; a `Parameterized`
+    one carries its unknowns), built again from the run's config and problem module."""
+    run_dir = Path(run_dir)
+    if not (run_dir / MODEL_FILE).is_file():
+        raise ConfigError(
+            f"'{run_dir}' holds no trained PINN model ({MODEL_FILE}): the run has not finished "
+            f"(resume it: sciml run --resume {run_dir})"
+        )
+    if config["train"]["float64"]:
+        jax.config.update("jax_enable_x64", True)
+    dtype = jnp.float64 if config["train"]["float64"] else jnp.float32
+    module = config["problem"]["module"]
+    if module:
+        record = json.loads((run_dir / "problem.json").read_text())
+        if not Path(module).is_file():
+            raise ConfigError(
+                f"config key 'problem.module' = {show_path(module)} of the run is gone; restore "
+                f"it (the run keeps a copy: {run_dir / 'problem.py'}) to rebuild the model",
+                key="problem.module",
+            )
+        if load_module_of(config).sha256 != record["sha256"]:
+            raise ConfigError(
+                f"config key 'problem.module' = {show_path(module)} changed since the run was "
+                f"trained; restore it (the run keeps a copy: {run_dir / 'problem.py'}) to "
+                "rebuild the model",
+                key="problem.module",
+            )
+    skeleton = _setup(config, dtype)[2]
+    return load_model_file(run_dir / MODEL_FILE, skeleton)

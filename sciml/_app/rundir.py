@@ -42,7 +42,7 @@ RESUMABLE_KEYS = (
 
 # What a run directory holds before its first metrics record or checkpoint: nothing that would
 # be lost by removing it after a failed start.
-_STARTUP_FILES = {"config.toml", MANIFEST, ".lock"}
+_STARTUP_FILES = {"config.toml", MANIFEST, ".lock", "problem.json", "problem.py"}
 
 
 def new_run_dir(parent: str | os.PathLike, prefix: str) -> Path:

@@ -6,7 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._validate import positive_int
 from ._conditions import AbstractCondition
@@ -19,6 +19,13 @@ RESIDUAL = "residual"
 
 def _squared(r: Array) -> Array:
     return jnp.sum(jnp.reshape(r, (r.shape[0], -1)) ** 2, axis=1)
+
+
+def _arrays(pair):
+    """A `(points, values)` pair as JAX arrays (NumPy ones welcome)."""
+    if pair is None or not isinstance(pair, tuple | list) or len(pair) != 2:
+        return pair
+    return (jnp.asarray(pair[0]), jnp.asarray(pair[1]))
 
 
 class Problem(eqx.Module):
@@ -50,7 +57,7 @@ class Problem(eqx.Module):
     domain: AbstractDomain
     conditions: dict[str, AbstractCondition]
     exact: Callable | None = None
-    reference: tuple[Array, Array] | None = None
+    reference: tuple[ArrayLike, ArrayLike] | None = eqx.field(default=None, converter=_arrays)
     causal_chunks: int | None = eqx.field(static=True, default=None)
     causal_tolerance: float = eqx.field(static=True, default=1.0)
 
