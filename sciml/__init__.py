@@ -42,17 +42,22 @@ def __getattr__(name: str):
 
 
 def load_model(run_dir):
-    """The trained model of a `sciml run` run directory (its best model, normalisers
-    included), acting on one sample `(channels, *spatial)`: batch it with `jax.vmap`.
+    """The trained model of a `sciml run` run directory.
+
+    Operator runs: the best model, normalisers included, acting on one sample
+    `(channels, *spatial)` (batch it with `jax.vmap`). PINN runs: the trained field, a
+    function of one point (time last), rebuilt from the run's config and problem module;
+    with unknowns it is a `sciml.pinn.Parameterized` (`model.parameters["nu"]`). A run in
+    double precision turns on `jax_enable_x64`.
 
     **Arguments:**
 
-    - `run_dir`: a directory written by `sciml run` (operator runs).
+    - `run_dir`: a directory written by `sciml run`.
 
     **Returns:**
 
     The model, an Equinox module. Raises `ValueError` with a one-line message for a directory
-    that holds no finished run, or one whose files were changed since.
+    that holds no finished run, or one whose files (or problem module) were changed since.
     """
     from ._app.operator_run import load_trained_model
 
