@@ -1,5 +1,5 @@
 """What the package offers by name, written once: dataset recipes, PINN benchmarks, activation
-functions and non-finite policies.
+functions, optimisers and non-finite policies.
 
 The config schema, the command line's choices and flags, the experiment runners, the size
 budgets and `sciml.data.make_dataset` all read these tables; `tests/test_catalogue.py` checks
@@ -270,6 +270,17 @@ FIELD_ACTIVATIONS: dict[str, str] = {
     "sin": "jax.numpy:sin",
     "gelu": "jax.nn:gelu",
     "silu": "jax.nn:silu",
+}
+
+
+# --- optimisers ---------------------------------------------------------------------------
+
+# `train.optimizer` of operator and PINN configs: factories `f(learning_rate)` of first-order
+# Optax optimisers (the learning rate a float or a schedule). PINN runs wrap them in
+# `optax.inject_hyperparams`; operator runs put the L2 weight decay before them.
+OPTIMIZERS: dict[str, str] = {
+    "adam": "optax:adam",
+    "soap": "sciml.train:soap",
 }
 
 

@@ -96,6 +96,18 @@ def test_activations_resolve_to_functions():
             assert function(jnp.zeros(())).shape == (), name
 
 
+def test_optimizers_resolve_to_optax_factories():
+    import optax
+
+    for name, reference in catalogue.OPTIMIZERS.items():
+        factory = catalogue.resolve(reference)
+        assert next(iter(inspect.signature(factory).parameters)) == "learning_rate", name
+        assert isinstance(factory(1e-3), optax.GradientTransformation), name
+    for schema in (SCHEMA, PINN_SCHEMA):
+        assert schema["train"]["optimizer"].choices == tuple(catalogue.OPTIMIZERS)
+        assert schema["train"]["optimizer"].default == "adam"
+
+
 def test_policies_are_the_trainers():
     from sciml.train import _lifecycle
 

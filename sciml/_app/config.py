@@ -27,6 +27,7 @@ from .._catalogue import (
     FIELD_ACTIVATIONS,
     NONFINITE_POLICIES,
     OPERATOR_ACTIVATIONS,
+    OPTIMIZERS,
     PINN_BENCHMARKS,
     RECIPE_OPTIONS,
     RECIPES,
@@ -123,6 +124,14 @@ _RUN_KEYS = {
     "rollback_lr_factor": _ROLLBACK_LR_FACTOR,
     "max_rollbacks": _MAX_ROLLBACKS,
 }
+
+_OPTIMIZER = Option(
+    str,
+    next(iter(OPTIMIZERS)),
+    choices=tuple(OPTIMIZERS),
+    help="first-order optimiser: adam, or soap (Adam in the eigenbasis of Shampoo's "
+    "preconditioner, sciml.train.soap)",
+)
 
 _KIND = Option(
     str,
@@ -272,6 +281,7 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
     },
     "train": {
         "epochs": Option(int, 500, check=_positive, allowed=">= 1"),
+        "optimizer": _OPTIMIZER,
         "batch_size": Option(int, 20, check=_positive, allowed=">= 1"),
         "learning_rate": Option(float, 1e-3, check=lambda x: 0 < x < 1, allowed="0 < lr < 1"),
         "weight_decay": Option(float, 1e-4, check=_nonnegative, allowed=">= 0"),
@@ -400,6 +410,7 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
     },
     "train": {
         "steps": Option(int, 10000, check=_nonnegative, allowed=">= 0"),
+        "optimizer": _OPTIMIZER,
         "learning_rate": Option(float, 1e-3, check=lambda x: 0 < x < 1, allowed="0 < lr < 1"),
         "decay_rate": Option(
             float, 0.9, check=_probability, allowed="0 < rate <= 1", help="exponential decay"

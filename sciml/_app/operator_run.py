@@ -22,7 +22,7 @@ import optax
 from .. import data as sdata
 from .. import operators, train
 from .._atomic import atomic_write_bytes
-from .._catalogue import OPERATOR_ACTIVATIONS, get_recipe, resolve
+from .._catalogue import OPERATOR_ACTIVATIONS, OPTIMIZERS, get_recipe, resolve
 from .config import ConfigError, nonfinite_options, reads_own_file
 from .datasets import (
     dataset_path,
@@ -126,8 +126,9 @@ def build_normalized_model(config: dict, x_train, y_train, *, key) -> Any:
 
 
 def build_optimizer(train_cfg: dict, steps_per_epoch: int) -> optax.GradientTransformation:
-    """Adam with L2 weight decay (added to the gradient, as in the FNO paper's PyTorch Adam),
-    and the configured learning-rate schedule counted in optimizer steps."""
+    """`train.optimizer` (Adam or SOAP) with L2 weight decay (added to the gradient, as in the
+    FNO paper's PyTorch Adam), and the configured learning-rate schedule counted in optimizer
+    steps."""
     lr = train_cfg["learning_rate"]
     total = train_cfg["epochs"] * steps_per_epoch
     if train_cfg["schedule"] == "step":
@@ -144,11 +145,10 @@ def build_optimizer(train_cfg: dict, steps_per_epoch: int) -> optax.GradientTran
         schedule = optax.cosine_onecycle_schedule(total, lr)
     else:
         schedule = optax.constant_schedule(lr)
-    return optax.chain(
-        optax.add_decayed_weights(train_cfg["weight_decay"]),
-        optax.scale_by_adam(),
-        optax.scale_by_learning_rate(schedule),
-    )
+    decay = optax.add_decayed_weights(train_cfg["weight_decay"])
+    if train_cfg["optimizer"] == "adam":  # Adam's state as before, so that older runs resume
+        return optax.chain(decay, optax.scale_by_adam(), optax.scale_by_learning_rate(schedule))
+    return optax.chain(decay, resolve(OPTIMIZERS[train_cfg["optimizer"]])(schedule))
 
 
 def metrics_for(config: dict) -> dict[str, Any]:

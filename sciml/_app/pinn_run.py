@@ -16,7 +16,7 @@ import optax
 
 from .. import pinn
 from .._atomic import atomic_write_bytes
-from .._catalogue import FIELD_ACTIVATIONS, resolve
+from .._catalogue import FIELD_ACTIVATIONS, OPTIMIZERS, resolve
 from ..fields import MLP, PIG
 from ..train import is_writer as train_is_writer
 from ..train import load_model_file, save_model_file
@@ -147,7 +147,9 @@ def run_pinn(
         key=point_key,
         steps=train["steps"],
         lbfgs_steps=train["lbfgs_steps"],
-        learning_rate=schedule,
+        optimizer=optax.inject_hyperparams(resolve(OPTIMIZERS[train["optimizer"]]))(
+            learning_rate=schedule
+        ),
         num_points=num_points(config, problem, user.num_points if user else None),
         method=train["sampler"],
         resample_every=train["resample_every"] or None,

@@ -40,6 +40,7 @@ from ._sharding import make_mesh as make_mesh
 from ._sharding import replicate as replicate
 from ._sharding import shard_batch as shard_batch
 from ._sharding import shard_params as shard_params
+from ._soap import soap as soap
 from ._step import GuardState as GuardState
 from ._step import NonFiniteError as NonFiniteError
 from ._step import evaluate as evaluate
