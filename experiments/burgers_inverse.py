@@ -43,7 +43,7 @@ def residual(u, x):
 
 
 def run(args, noise: float):
-    x, t, u = reference(2048, 101, 2500)
+    x, t, u = reference()
     rng = np.random.default_rng(args.seed)
     i = rng.integers(0, len(t), args.num_obs)
     j = rng.integers(0, len(x), args.num_obs)

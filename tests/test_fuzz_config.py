@@ -180,7 +180,8 @@ def allowed(option: Option, value) -> bool:
     if isinstance(value, float) and not math.isfinite(value):
         return False
     if isinstance(value, list) and not all(
-        -(2**63) <= v < 2**63 if isinstance(v, int) else math.isfinite(v) for v in value
+        -(2**63) <= v < 2**63 if isinstance(v, int) else isinstance(v, str) or math.isfinite(v)
+        for v in value
     ):
         return False
     if option.type is float and isinstance(value, int):

@@ -107,6 +107,8 @@ def test_own_module_runs_records_itself_and_resumes_only_unchanged(tmp_path):
     (line,) = out.stderr.strip().splitlines()
     assert "problem.module" in line and "changed since the run started" in line
     assert str(run_dir / "problem.py") in line
+    # The model still comes back out, from the run's copy of the module.
+    assert float(sciml.load_model(run_dir).parameters["k"]) == results["param_k"]
     # Restored, it resumes.
     (tmp_path / "case" / "my_pde.py").write_bytes(source)
     out = _sciml("run", "--resume", str(run_dir), "--set", "train.lbfgs_steps=210", cwd=tmp_path)

@@ -3,7 +3,10 @@ user's own (`problem.module`, see `user_problem`), solved with an MLP or a PIG b
 `sciml.pinn.solve`."""
 
 import dataclasses
+import hashlib
 import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,6 @@ from .user_problem import (
     build_user_problem,
     count_keys,
     hard_constraint_drops,
-    load_module_of,
     problem_facts,
 )
 
@@ -225,20 +227,32 @@ def load_trained_pinn(run_dir: Path, config: dict):
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.float64 if config["train"]["float64"] else jnp.float32
     module = config["problem"]["module"]
-    if module:
-        record = json.loads((run_dir / "problem.json").read_text())
-        if not Path(module).is_file():
-            raise ConfigError(
-                f"config key 'problem.module' = {show_path(module)} of the run is gone; restore "
-                f"it (the run keeps a copy: {run_dir / 'problem.py'}) to rebuild the model",
-                key="problem.module",
-            )
-        if load_module_of(config).sha256 != record["sha256"]:
-            raise ConfigError(
-                f"config key 'problem.module' = {show_path(module)} changed since the run was "
-                f"trained; restore it (the run keeps a copy: {run_dir / 'problem.py'}) to "
-                "rebuild the model",
-                key="problem.module",
-            )
-    skeleton = _setup(config, dtype)[2]
+    if not module:
+        return load_model_file(run_dir / MODEL_FILE, _setup(config, dtype)[2])
+    # The module as the run used it: the file itself if unchanged, else the run's copy (with
+    # the file's folder on the path, for what it imports).
+    try:
+        started = json.loads((run_dir / "problem.json").read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        started = None  # no record: the module as it is
+    copy = run_dir / "problem.py"
+    if started is None or (
+        Path(module).is_file() and hashlib.sha256(Path(module).read_bytes()).hexdigest() == started
+    ):
+        return load_model_file(run_dir / MODEL_FILE, _setup(config, dtype)[2])
+    if not copy.is_file():
+        raise ConfigError(
+            f"config key 'problem.module' = {show_path(module)} changed since the run was "
+            f"trained and the run's copy {show_path(copy)} is gone; restore the module to "
+            "rebuild the model",
+            key="problem.module",
+        )
+    from_copy = {**config, "problem": {**config["problem"], "module": str(copy)}}
+    folder = os.path.dirname(module)
+    sys.path.insert(0, folder)
+    try:
+        skeleton = _setup(from_copy, dtype)[2]
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)
     return load_model_file(run_dir / MODEL_FILE, skeleton)
