@@ -10,11 +10,15 @@
   terms and causal weighting.
 - Training pieces: `grad_norm_weights`, `rad_resample`, `causal_loss`, and `solve` (Adam then
   L-BFGS, checkpoints, metrics and plots through `sciml.train`).
+- Diagnostics: `gradient_alignment` (cosines and the alignment score of the loss terms'
+  gradients) and `alignment_record` (its metric entries).
 """
 
 from . import benchmarks as benchmarks
 from ._adaptive import grad_norm_weights as grad_norm_weights
 from ._adaptive import rad_resample as rad_resample
+from ._alignment import alignment_record as alignment_record
+from ._alignment import gradient_alignment as gradient_alignment
 from ._ansatz import HardConstraint as HardConstraint
 from ._conditions import AbstractCondition as AbstractCondition
 from ._conditions import AbstractPointwiseCondition as AbstractPointwiseCondition
