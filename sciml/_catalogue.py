@@ -282,6 +282,11 @@ OPTIMIZERS: dict[str, str] = {
     "adam": "optax:adam",
     "soap": "sciml.train:soap",
 }
+# `train.optimizer` of PINN configs only: optimisers that need the residuals, not only the
+# loss's gradient (no Optax transformation), with their default hyperparameters.
+PINN_OPTIMIZERS: dict[str, str] = {
+    "natural_gradient": "sciml.pinn:NaturalGradient",
+}
 
 
 # --- non-finite policies ----------------------------------------------------------------------

@@ -103,9 +103,13 @@ def test_optimizers_resolve_to_optax_factories():
         factory = catalogue.resolve(reference)
         assert next(iter(inspect.signature(factory).parameters)) == "learning_rate", name
         assert isinstance(factory(1e-3), optax.GradientTransformation), name
+    pinn_only = tuple(catalogue.PINN_OPTIMIZERS)
+    assert SCHEMA["train"]["optimizer"].choices == tuple(catalogue.OPTIMIZERS)
+    assert PINN_SCHEMA["train"]["optimizer"].choices == tuple(catalogue.OPTIMIZERS) + pinn_only
     for schema in (SCHEMA, PINN_SCHEMA):
-        assert schema["train"]["optimizer"].choices == tuple(catalogue.OPTIMIZERS)
         assert schema["train"]["optimizer"].default == "adam"
+    for reference in catalogue.PINN_OPTIMIZERS.values():
+        assert callable(catalogue.resolve(reference)().step)
 
 
 def test_policies_are_the_trainers():

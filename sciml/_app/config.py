@@ -29,6 +29,7 @@ from .._catalogue import (
     OPERATOR_ACTIVATIONS,
     OPTIMIZERS,
     PINN_BENCHMARKS,
+    PINN_OPTIMIZERS,
     RECIPE_OPTIONS,
     RECIPES,
     ROLLBACK_DEFAULTS,
@@ -131,6 +132,14 @@ _OPTIMIZER = Option(
     choices=tuple(OPTIMIZERS),
     help="first-order optimiser: adam, or soap (Adam in the eigenbasis of Shampoo's "
     "preconditioner, sciml.train.soap)",
+)
+_PINN_OPTIMIZER = Option(
+    str,
+    next(iter(OPTIMIZERS)),
+    choices=tuple(OPTIMIZERS) + tuple(PINN_OPTIMIZERS),
+    help="adam, soap (sciml.train.soap), or natural_gradient (energy natural gradient / "
+    "Gauss-Newton with a line search, sciml.pinn.NaturalGradient; train.learning_rate unused) "
+    "for the train.steps",
 )
 
 _KIND = Option(
@@ -410,7 +419,7 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
     },
     "train": {
         "steps": Option(int, 10000, check=_nonnegative, allowed=">= 0"),
-        "optimizer": _OPTIMIZER,
+        "optimizer": _PINN_OPTIMIZER,
         "learning_rate": Option(float, 1e-3, check=lambda x: 0 < x < 1, allowed="0 < lr < 1"),
         "decay_rate": Option(
             float, 0.9, check=_probability, allowed="0 < rate <= 1", help="exponential decay"

@@ -19,7 +19,7 @@ import optax
 
 from .. import pinn
 from .._atomic import atomic_write_bytes
-from .._catalogue import FIELD_ACTIVATIONS, OPTIMIZERS, resolve
+from .._catalogue import FIELD_ACTIVATIONS, OPTIMIZERS, PINN_OPTIMIZERS, resolve
 from ..fields import MLP, PIG
 from ..train import is_writer as train_is_writer
 from ..train import load_model_file, save_model_file
@@ -142,6 +142,12 @@ def run_pinn(
     schedule = optax.exponential_decay(
         train["learning_rate"], train["decay_steps"], train["decay_rate"]
     )
+    if train["optimizer"] in PINN_OPTIMIZERS:
+        optimizer = resolve(PINN_OPTIMIZERS[train["optimizer"]])()
+    else:
+        optimizer = optax.inject_hyperparams(resolve(OPTIMIZERS[train["optimizer"]]))(
+            learning_rate=schedule
+        )
     start = time.perf_counter()
     model, history = pinn.solve(
         problem,
@@ -149,9 +155,7 @@ def run_pinn(
         key=point_key,
         steps=train["steps"],
         lbfgs_steps=train["lbfgs_steps"],
-        optimizer=optax.inject_hyperparams(resolve(OPTIMIZERS[train["optimizer"]]))(
-            learning_rate=schedule
-        ),
+        optimizer=optimizer,
         num_points=num_points(config, problem, user.num_points if user else None),
         method=train["sampler"],
         resample_every=train["resample_every"] or None,

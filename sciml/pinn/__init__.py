@@ -8,7 +8,8 @@
 - Inverse problems: `Parameterized` carries named trainable PDE unknowns beside the field.
 - `Problem`: residual + domain + conditions (+ exact or reference solution), with named loss
   terms and causal weighting.
-- Training pieces: `grad_norm_weights`, `rad_resample`, `causal_loss`, and `solve` (Adam then
+- Training pieces: `grad_norm_weights`, `rad_resample`, `causal_loss`, energy natural gradient
+  (`natural_gradient_step`, `NaturalGradient`), and `solve` (Adam or natural gradient, then
   L-BFGS, checkpoints, metrics and plots through `sciml.train`).
 - Diagnostics: `gradient_alignment` (cosines and the alignment score of the loss terms'
   gradients) and `alignment_record` (its metric entries).
@@ -38,6 +39,8 @@ from ._geometry import Intersection as Intersection
 from ._geometry import PointCloud as PointCloud
 from ._geometry import Polygon as Polygon
 from ._geometry import Union as Union
+from ._natural_gradient import NaturalGradient as NaturalGradient
+from ._natural_gradient import natural_gradient_step as natural_gradient_step
 from ._observations import Observations as Observations
 from ._parameterized import Parameterized as Parameterized
 from ._problem import Problem as Problem

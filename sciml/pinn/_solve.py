@@ -1,4 +1,5 @@
-"""`solve`: train a model on a `Problem`, Adam then L-BFGS, from the pieces of `sciml.train`."""
+"""`solve`: train a model on a `Problem`, Adam (or natural gradient) then L-BFGS, from the pieces
+of `sciml.train`."""
 
 import os
 import pathlib
@@ -52,6 +53,7 @@ from ..train._step import (
 )
 from ._adaptive import grad_norm_weights, rad_resample
 from ._domain import SpaceTime
+from ._natural_gradient import NaturalGradient
 from ._parameterized import parameter_values
 from ._problem import RESIDUAL, Problem
 
@@ -124,6 +126,37 @@ def _adam_block(
 
 
 @eqx.filter_jit
+def _natural_gradient_block(
+    model, damping, points, weights, problem, method, filter_spec, n: Array, guard
+):
+    """`n` natural-gradient steps (`NaturalGradient.step`) on fixed points, one compiled loop,
+    guarded like the first-order steps (the direction in the gradient's place); the state is
+    the damping. A rollback's learning-rate factor scales the candidate step sizes."""
+    params, static = eqx.partition(model, filter_spec)
+
+    def step_fn(p, damping, guard):
+        m, info = method.step(
+            problem,
+            eqx.combine(p, static),
+            points,
+            weights,
+            damping,
+            filter_spec=filter_spec,
+            eta_factor=guard.lr_factor,
+        )
+        new_p = eqx.filter(m, filter_spec)
+        loss = info["loss"]
+        p, damping, guard = guarded_update(
+            guard, loss, info["direction"], p, new_p, damping, info["damping"]
+        )
+        return p, damping, loss, guard
+
+    dtype = jnp.result_type(*jax.tree.leaves(weights))
+    params, damping, loss, guard = _guarded_loop(step_fn, params, damping, guard, n, dtype)
+    return eqx.combine(params, static), damping, loss, guard
+
+
+@eqx.filter_jit
 def _lbfgs_block(model, state, points, weights, problem, optimizer, filter_spec, n: Array, guard):
     """`n` L-BFGS iterations (Optax, zoom line search) on fixed points, one compiled loop,
     guarded like the first-order steps."""
@@ -192,7 +225,7 @@ def solve(
     num_points: Mapping[str, int] | None = None,
     points: Mapping[str, Array] | None = None,
     learning_rate: float | optax.Schedule = 1e-3,
-    optimizer: optax.GradientTransformation | None = None,
+    optimizer: optax.GradientTransformation | NaturalGradient | None = None,
     method: str | Mapping[str, str] = "uniform",
     resample_every: int | None = None,
     adaptive: Mapping[str, int | float] | None = None,
@@ -217,8 +250,8 @@ def solve(
     rollback_lr_factor: float | None = None,
     max_rollbacks: int | None = None,
 ) -> tuple[PyTree, list[dict[str, Any]]]:
-    """Trains `model` to solve `problem`: `steps` first-order steps, then `lbfgs_steps` L-BFGS
-    iterations.
+    """Trains `model` to solve `problem`: `steps` first-order (or natural-gradient) steps, then
+    `lbfgs_steps` L-BFGS iterations.
 
     Built from public pieces: `Problem.sample` / `Problem.loss`, `sciml.train.train_step`
     (fused `eval_every`-long runs of it in one compiled loop), `grad_norm_weights`,
@@ -262,7 +295,11 @@ def solve(
     - `points`: the first point sets, by term (e.g. read from a file); default: sampled.
         Without `resample_every` they are used for the whole run.
     - `learning_rate`: Adam's learning rate or an Optax schedule (ignored with `optimizer`).
-    - `optimizer`: any Optax transformation instead of Adam.
+    - `optimizer`: any Optax transformation instead of Adam, or a `NaturalGradient`: the
+        `steps` are then energy natural gradient (Gauss-Newton) steps with their line search
+        (records name the phase `"natural_gradient"` and carry the `damping`; the
+        checkpointed optimiser state is the damping; a rollback's learning-rate factor scales
+        the candidate step sizes).
     - `method`: sampling method(s), see `Problem.sample`.
     - `resample_every`: steps between fresh points; `None` keeps the first points.
     - `adaptive`: RAD options `{"pool": 10, "k": 1.0, "c": 1.0}` for the residual points at
@@ -375,11 +412,15 @@ def solve(
     weights = {name: jnp.asarray(weights.get(name, 1.0), dtype) for name in problem.terms}
     if optimizer is None:
         optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+    natural = isinstance(optimizer, NaturalGradient)
     lbfgs = optax.lbfgs(memory_size=lbfgs_memory)
     spec = trainable_filter(model) if filter_spec is None else filter_spec
     # Strong types from the start: a weakly typed scalar in an optimiser state would come back
     # strongly typed from the first block and make the second one compile again.
-    opt_state = _strong(init_optimizer(optimizer, model, spec))
+    if natural:
+        opt_state = optimizer.init(dtype)
+    else:
+        opt_state = _strong(init_optimizer(optimizer, model, spec))
     init_lbfgs = lambda m: _strong(lbfgs.init(eqx.filter(m, spec)))
     lbfgs_state = init_lbfgs(model)
     if eval_set is None and (problem.exact is not None or problem.reference is not None):
@@ -391,8 +432,11 @@ def solve(
         shard = lambda tree: shard_batch(tree, mesh)
         model, weights = shard_params(model, mesh), replicate(weights, mesh)
         # Initialised under `jit`, the optimiser states inherit the parameters' shardings.
-        init = eqx.filter_jit(lambda opt, m: _strong(init_optimizer(opt, m, spec)))
-        opt_state = init(optimizer, model)
+        if natural:
+            opt_state = replicate(opt_state, mesh)
+        else:
+            init = eqx.filter_jit(lambda opt, m: _strong(init_optimizer(opt, m, spec)))
+            opt_state = init(optimizer, model)
         init_lbfgs = eqx.filter_jit(init_lbfgs)
         lbfgs_state = init_lbfgs(model)
 
@@ -501,7 +545,8 @@ def solve(
                     )
                     points = shard(points)
             if phase == "adam":
-                model, opt_state, loss, guard = _adam_block(
+                block = _natural_gradient_block if natural else _adam_block
+                model, opt_state, loss, guard = block(
                     model,
                     opt_state,
                     points,
@@ -567,7 +612,8 @@ def solve(
             step = end
             _signals.check()
             if step % eval_every == 0 or step == total or step == steps:
-                record: dict[str, Any] = {"step": step, "phase": phase, "train_loss": float(loss)}
+                shown = "natural_gradient" if natural and phase == "adam" else phase
+                record: dict[str, Any] = {"step": step, "phase": shown, "train_loss": float(loss)}
                 terms = _terms(model, points, problem)
                 record.update({f"loss_{k}": float(v) for k, v in terms.items()})
                 record.update({f"weight_{k}": float(v) for k, v in weights.items()})
@@ -575,9 +621,11 @@ def solve(
                 record.update(unknowns)
                 if eval_set is not None:
                     record["eval_relative_l2"] = float(_error(model, problem, *eval_set)[0])
-                lr = last_learning_rate(opt_state) if phase == "adam" else None
+                lr = last_learning_rate(opt_state) if phase == "adam" and not natural else None
                 if lr is not None:
                     record["lr"] = lr * lr_factor
+                if natural and phase == "adam":
+                    record["damping"] = float(opt_state)
                 if lr_factor != 1.0:
                     record["lr_factor"] = lr_factor
                 if skipped_since_record:
