@@ -91,9 +91,9 @@ class NaturalGradient(eqx.Module):
 
     **Damping.** `damping` is the first step's; with `adaptive` it follows the
     Levenberg-Marquardt rule on the gain ratio `rho = (L(theta) - L(theta')) / (|r|^2 -
-    |r - eta J d|^2)` (actual over Gauss-Newton-predicted decrease): divided by 3 after a
-    full step (the largest `eta`) with `rho > 3/4`, doubled when `rho < 1/4`, quadrupled after
-    a rejected step, and never below the dtype's epsilon then. Without it, it stays fixed.
+    |r - eta J d|^2)` (actual over Gauss-Newton-predicted decrease at the `eta` taken):
+    divided by 3 when `rho > 3/4`, doubled when `rho < 1/4`, quadrupled after a rejected
+    step, and never below the dtype's epsilon then. Without it, it stays fixed.
     From a random initialisation the undamped Gauss-Newton step is far too long (the Gramian
     spans many decades); the adaptation starts damped and lets the damping fall as the model
     enters the region where Gauss-Newton converges fast.
@@ -206,10 +206,9 @@ class NaturalGradient(eqx.Module):
         if self.adaptive:
             predicted = loss - jnp.sum((r - etas[best] * jvp(direction)) ** 2)
             rho = (loss - losses[best]) / predicted
-            full = best == jnp.argmax(etas)
             raised = jnp.maximum(damping * jnp.where(accept, 2, 4), jnp.finfo(theta.dtype).eps)
             damping = jnp.where(
-                ~accept | (rho < 0.25), raised, jnp.where(full & (rho > 0.75), damping / 3, damping)
+                ~accept | (rho < 0.25), raised, jnp.where(rho > 0.75, damping / 3, damping)
             )
         info = {
             "loss": loss,
