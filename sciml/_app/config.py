@@ -449,6 +449,20 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
         "causal_tolerance": Option(float, 1.0, check=_positive, allowed="> 0"),
         "float64": Option(bool, False, help="train in double precision"),
         "eval_every": Option(int, 1000, check=_positive, allowed=">= 1", help="steps"),
+        "time_limit": Option(
+            float,
+            0.0,
+            check=_nonnegative,
+            allowed=">= 0 (0: none)",
+            help="seconds of training in this session (compilation included): the run stops "
+            "at the first record past it, checkpointed and scored as a finished run",
+        ),
+        "alignment": Option(
+            bool,
+            False,
+            help="record the gradient alignment of the loss terms at every record "
+            "(alignment, grad_norm_<term>, cos_<a>_<b>; sciml.pinn.gradient_alignment)",
+        ),
         "checkpoint_every": Option(int, 0, check=_nonnegative, allowed=">= 0 (0: eval_every)"),
         **_RUN_KEYS,
     },

@@ -171,6 +171,8 @@ def run_pinn(
         resume=resume,
         progress=train["progress"],
         mesh=mesh,
+        alignment=train["alignment"],
+        callback=_time_limit(train["time_limit"], start) if train["time_limit"] else None,
         **nonfinite,
     )
     elapsed = time.perf_counter() - start
@@ -180,6 +182,7 @@ def run_pinn(
         "test_relative_l2": pinn.relative_error(model, problem) if has_reference else None,
         "steps": train["steps"],
         "lbfgs_steps": train["lbfgs_steps"],
+        "steps_done": history[-1]["step"] if history else 0,
         "train_time_s": round(elapsed, 2),
         "params": int(sum(x.size for x in jax.tree.leaves(params))),
         "final_loss": history[-1]["train_loss"] if history else None,
@@ -192,6 +195,11 @@ def run_pinn(
         save_model_file(run_dir / MODEL_FILE, model)
     atomic_write_bytes(run_dir / "results.json", (json.dumps(results, indent=2) + "\n").encode())
     return results
+
+
+def _time_limit(seconds: float, start: float):
+    """A `solve` callback that stops the run at the first record `seconds` after `start`."""
+    return lambda model, record: time.perf_counter() - start >= seconds
 
 
 def _setup(config: dict, dtype) -> tuple[UserProblem | None, pinn.Problem, Any]:

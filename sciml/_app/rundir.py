@@ -30,6 +30,8 @@ RESUMABLE_KEYS = (
     "train.epochs",
     "train.steps",
     "train.lbfgs_steps",
+    "train.time_limit",
+    "train.alignment",
     "train.progress",
     "train.keep_checkpoints",
     "train.devices",

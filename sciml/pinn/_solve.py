@@ -52,6 +52,7 @@ from ..train._step import (
     nonfinite_error,
 )
 from ._adaptive import grad_norm_weights, rad_resample
+from ._alignment import alignment_record, gradient_alignment
 from ._domain import SpaceTime
 from ._natural_gradient import NaturalGradient
 from ._parameterized import parameter_values
@@ -245,6 +246,7 @@ def solve(
     progress: bool = True,
     filter_spec: PyTree[bool] | None = None,
     callback: Callable[[PyTree, dict[str, Any]], Any] | None = None,
+    alignment: bool = False,
     mesh: Mesh | None = None,
     on_nonfinite: str = "stop",
     rollback_lr_factor: float | None = None,
@@ -322,6 +324,9 @@ def solve(
     - `progress`: a progress bar.
     - `filter_spec`: trainable leaves (default `trainable_filter(model)`).
     - `callback`: `callback(model, record)` after each record; truthy return stops.
+    - `alignment`: add the gradient-alignment diagnostic to every record (`alignment`,
+        `grad_norm_<term>`, `cos_<a>_<b>`; see `gradient_alignment`): a score near -1 says the
+        loss terms pull against each other.
     - `mesh`: solve on several devices (`sciml.train.make_mesh()`): the points of every term
         are split along their leading axis over the mesh's `"data"` axis
         (`sciml.train.shard_batch`; a term whose point count the axis does not divide is
@@ -522,6 +527,7 @@ def solve(
     total = steps + lbfgs_steps
     bar = progress_bar(total=total, initial=step, disable=not progress, unit="step", desc="solve")
     stop = False
+    align = eqx.filter_jit(gradient_alignment) if alignment else None
     try:
         while step < total and not stop:
             start = time.perf_counter()
@@ -619,6 +625,9 @@ def solve(
                 record.update({f"weight_{k}": float(v) for k, v in weights.items()})
                 unknowns = parameter_values(model)
                 record.update(unknowns)
+                if alignment:
+                    aligned = align(problem, model, points, weights, filter_spec=spec)
+                    record.update(alignment_record(aligned))
                 if eval_set is not None:
                     record["eval_relative_l2"] = float(_error(model, problem, *eval_set)[0])
                 lr = last_learning_rate(opt_state) if phase == "adam" and not natural else None
