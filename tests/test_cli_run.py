@@ -2,13 +2,11 @@
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli import run_sciml
 
 from sciml.data import load_dataset
 
@@ -39,20 +37,9 @@ TINY = [
 ]
 
 
-def _sciml(*args, cwd):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    # A test's processes (run, resume, eval) share their XLA compilations through a
-    # persistent cache in its own directory: the later ones load rather than recompile.
-    env["JAX_COMPILATION_CACHE_DIR"] = str(Path(cwd) / ".jax_cache")
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    return subprocess.run(
-        [sys.executable, "-m", "sciml", *args], cwd=cwd, env=env, capture_output=True, text=True
-    )
-
-
 def test_data_command_is_deterministic_and_documented(tmp_path):
     for name in ("a.h5", "b.h5"):
-        out = _sciml(
+        out = run_sciml(
             "data",
             "darcy",
             "--n",
@@ -82,7 +69,7 @@ def test_data_command_is_deterministic_and_documented(tmp_path):
 @pytest.mark.slow
 def test_run_then_resume(tmp_path):
     (tmp_path / "c.toml").write_text((REPO / "experiments" / "quickstart.toml").read_text())
-    out = _sciml("run", "c.toml", *TINY, "--set", "train.epochs=2", cwd=tmp_path)
+    out = run_sciml("run", "c.toml", *TINY, "--set", "train.epochs=2", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("quickstart-")
@@ -104,13 +91,13 @@ def test_run_then_resume(tmp_path):
     assert load_dataset(cached).inputs.shape == (16, 1, 17, 17)
 
     # Resume the finished run and extend it by one epoch: history continues, no duplicates.
-    out = _sciml("run", "--resume", str(run_dir), "--set", "train.epochs=3", cwd=tmp_path)
+    out = run_sciml("run", "--resume", str(run_dir), "--set", "train.epochs=3", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
 
     # Zero-shot evaluation of the trained model on fresh data at twice the resolution.
-    out = _sciml("eval", str(run_dir), "--resolution", "33", "--n", "3", cwd=tmp_path)
+    out = run_sciml("eval", str(run_dir), "--resolution", "33", "--n", "3", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     fine = json.loads((run_dir / "eval_s33_seed1000.json").read_text())
     assert fine["trained_resolution"] == 17 and fine["resolution"] == 33

@@ -2,9 +2,6 @@
 directory's record of the module, and one-line errors for broken modules."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.io
+from cli import run_sciml
 
 import sciml
 from sciml._app.config import ConfigError, load_config
@@ -67,18 +65,9 @@ def _write_case(folder: Path, module: str = MODULE, **problem) -> Path:
     return folder / "run.toml"
 
 
-def _sciml(*args, cwd):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env["JAX_COMPILATION_CACHE_DIR"] = str(Path(cwd) / ".jax_cache")
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    return subprocess.run(
-        [sys.executable, "-m", "sciml", *args], cwd=cwd, env=env, capture_output=True, text=True
-    )
-
-
 def test_own_module_runs_records_itself_and_resumes_only_unchanged(tmp_path):
     config = _write_case(tmp_path / "case")
-    out = _sciml("run", str(config), "--runs-dir", "runs", cwd=tmp_path)
+    out = run_sciml("run", str(config), "--runs-dir", "runs", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     results = json.loads((run_dir / "results.json").read_text())
@@ -102,7 +91,7 @@ def test_own_module_runs_records_itself_and_resumes_only_unchanged(tmp_path):
     assert "reference_resolution" not in stored and 'name = "poisson_2d"' not in stored
     # A changed module is refused on --resume, in one line naming the key and the copy.
     (tmp_path / "case" / "my_pde.py").write_text(MODULE + "\n# edited\n")
-    out = _sciml("run", "--resume", str(run_dir), "--set", "train.lbfgs_steps=210", cwd=tmp_path)
+    out = run_sciml("run", "--resume", str(run_dir), "--set", "train.lbfgs_steps=210", cwd=tmp_path)
     assert out.returncode == 2
     (line,) = out.stderr.strip().splitlines()
     assert "problem.module" in line and "changed since the run started" in line
@@ -111,7 +100,7 @@ def test_own_module_runs_records_itself_and_resumes_only_unchanged(tmp_path):
     assert float(sciml.load_model(run_dir).parameters["k"]) == results["param_k"]
     # Restored, it resumes.
     (tmp_path / "case" / "my_pde.py").write_bytes(source)
-    out = _sciml("run", "--resume", str(run_dir), "--set", "train.lbfgs_steps=210", cwd=tmp_path)
+    out = run_sciml("run", "--resume", str(run_dir), "--set", "train.lbfgs_steps=210", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
 
 
@@ -119,7 +108,7 @@ def test_broken_module_is_one_line_and_leaves_no_run(tmp_path):
     module = MODULE + "\nraise RuntimeError('boom')\n"
     line = textwrap.dedent(module).splitlines().index("raise RuntimeError('boom')") + 1
     config = _write_case(tmp_path / "case", module)
-    out = _sciml("run", str(config), "--runs-dir", "runs", cwd=tmp_path)
+    out = run_sciml("run", str(config), "--runs-dir", "runs", cwd=tmp_path)
     assert out.returncode == 2
     (message,) = out.stderr.strip().splitlines()
     assert "problem.module" in message and "my_pde.py" in message

@@ -1,12 +1,10 @@
 """`sciml run` with `kind = "pinn"` configs: validation, a tiny run end to end, and resume."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli import run_sciml
 
 from sciml._app.config import ConfigError, load_config, validate_config
 
@@ -43,17 +41,6 @@ def test_invalid_pinn_configs(raw, message):
         validate_config({"kind": "pinn", **raw})
 
 
-def _sciml(*args, cwd):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    # A test's processes (a run and its resume) share their XLA compilations through a
-    # persistent cache in its own directory: the later ones load rather than recompile.
-    env["JAX_COMPILATION_CACHE_DIR"] = str(Path(cwd) / ".jax_cache")
-    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    return subprocess.run(
-        [sys.executable, "-m", "sciml", *args], cwd=cwd, env=env, capture_output=True, text=True
-    )
-
-
 TINY = [
     "train.steps=40",
     "train.lbfgs_steps=10",
@@ -68,7 +55,7 @@ TINY = [
 def test_pinn_run_end_to_end_and_resume(tmp_path):
     sets = [a for s in TINY for a in ("--set", s)]
     config = str(REPO / "experiments" / "pinn_poisson.toml")
-    out = _sciml("run", config, *sets, "--runs-dir", "runs", cwd=tmp_path)
+    out = run_sciml("run", config, *sets, "--runs-dir", "runs", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     (run_dir,) = (tmp_path / "runs").iterdir()
     results = json.loads((run_dir / "results.json").read_text())
@@ -78,7 +65,9 @@ def test_pinn_run_end_to_end_and_resume(tmp_path):
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").open()]
     assert steps == [20, 40, 50]
     # Resuming a finished run with a larger budget continues from its last checkpoint.
-    resumed = _sciml("run", "--resume", str(run_dir), "--set", "train.lbfgs_steps=20", cwd=tmp_path)
+    resumed = run_sciml(
+        "run", "--resume", str(run_dir), "--set", "train.lbfgs_steps=20", cwd=tmp_path
+    )
     assert resumed.returncode == 0, resumed.stderr
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").open()]
     assert steps == [20, 40, 50, 60]
@@ -86,7 +75,7 @@ def test_pinn_run_end_to_end_and_resume(tmp_path):
 
 def test_pinn_run_rejects_bad_override(tmp_path):
     config = str(REPO / "experiments" / "pinn_poisson.toml")
-    out = _sciml("run", config, "--set", "train.weights=[1.0, 2.0, 3.0]", cwd=tmp_path)
+    out = run_sciml("run", config, "--set", "train.weights=[1.0, 2.0, 3.0]", cwd=tmp_path)
     assert out.returncode == 2
     assert "train.weights" in out.stderr and "give 2 weights" in out.stderr
     assert not (tmp_path / "runs").exists()
