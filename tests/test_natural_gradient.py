@@ -7,6 +7,7 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -108,6 +109,29 @@ def test_dense_and_cg_solvers_agree():
         assert (int(info["cg_steps"]) > 0) == (solver == "cg")
     # CG to a relative residual of 1e-13 on a system of condition number <= |J|^2 / 1e-2.
     np.testing.assert_allclose(directions["cg"], directions["dense"], rtol=1e-6, atol=1e-8)
+
+
+def test_chunked_jacobian_equals_forward_mode_jacobian():
+    # Columns in batches of 7 (not dividing the 51 parameters) equal jax.jacfwd exactly, for
+    # a residual built from a Laplacian, and the vector is the residual itself.
+    from sciml.pinn._natural_gradient import _jacobian
+
+    model = MLP(2, 1, width=5, depth=2, key=jax.random.key(0))
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    theta, unravel = jax.flatten_util.ravel_pytree(params)
+    x = jax.random.uniform(jax.random.key(1), (9, 2))
+
+    def residual(t):
+        field = eqx.combine(unravel(t), static)
+        return jax.vmap(lambda p: laplacian(lambda q: field(q)[0], p) + p[0])(x)
+
+    assert theta.size == 51
+    for chunk in (7, None, 1000):
+        r, jac = _jacobian(residual, theta, chunk)
+        np.testing.assert_array_equal(r, residual(theta))
+        np.testing.assert_allclose(jac, jax.jacfwd(residual)(theta), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="jacobian_chunk"):
+        pinn.NaturalGradient(jacobian_chunk=0)
 
 
 def test_the_residual_vector_squares_to_the_loss_also_causally_weighted():
