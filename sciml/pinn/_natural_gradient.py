@@ -100,12 +100,13 @@ class NaturalGradient(eqx.Module):
     least-squares minimiser in one step.
 
     **Solvers.** `"dense"` forms `J` (forward mode, `jacobian_chunk` columns per batch, so
-    that residuals built from derivatives fit in memory) and solves by its SVD as a damped pseudo-inverse: rank-deficient `J` (more parameters than
-    residuals, as usual) are fine also with `damping = 0`, and the Gramian's squared condition
-    number is never formed. `"cg"` never forms `J`: conjugate gradients (`lineax.CG`) on the
-    products `(J^T J + damping I) v` (`jax.linearize` and its transpose), for networks whose
-    `J` would not fit; `max_cg_steps` then also regularises. `"auto"` is dense up to
-    `dense_limit` trainable parameters.
+    that residuals built from derivatives fit in memory) and solves by its SVD as a damped
+    pseudo-inverse: rank-deficient `J` (more parameters than residuals, as usual) are fine
+    also with `damping = 0`, and the Gramian's squared condition number is never formed.
+    `"cg"` never forms `J`: conjugate gradients (`lineax.CG`) on the products
+    `(J^T J + damping I) v` (`jax.linearize` and its transpose), for networks whose `J` would
+    not fit; `max_cg_steps` then also regularises. `"auto"` is dense up to `dense_limit`
+    trainable parameters.
 
     **Damping.** `damping` is the first step's; with `adaptive` it follows the
     Levenberg-Marquardt rule on the gain ratio `rho = (L(theta) - L(theta')) / (|r|^2 -
