@@ -41,6 +41,14 @@ from ._solvers.allen_cahn import allen_cahn_solve as allen_cahn_solve
 from ._solvers.burgers import burgers_solve as burgers_solve
 from ._solvers.darcy import darcy_solve as darcy_solve
 from ._solvers.etdrk4 import ETDRK4 as ETDRK4
+from ._solvers.gpme import GPMEData as GPMEData
+from ._solvers.gpme import gpme_dataset as gpme_dataset
+from ._solvers.gpme import gpme_potential as gpme_potential
+from ._solvers.gpme import gpme_setup as gpme_setup
+from ._solvers.gpme import gpme_solve as gpme_solve
+from ._solvers.gpme import porous_medium_solution as porous_medium_solution
+from ._solvers.gpme import stefan_mass as stefan_mass
+from ._solvers.gpme import stefan_solution as stefan_solution
 from ._solvers.navier_stokes import navier_stokes_solve as navier_stokes_solve
 from ._solvers.porous import nonlinear_diffusion_reference as nonlinear_diffusion_reference
 from ._solvers.porous import nonlinear_diffusion_solve as nonlinear_diffusion_solve
