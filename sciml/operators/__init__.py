@@ -10,6 +10,15 @@ from ._deeponet import grid_coordinates as grid_coordinates
 from ._deeponet import pod_basis as pod_basis
 from ._fno import FNO as FNO
 from ._mgno import MgNO as MgNO
+from ._pino import burgers_loss as burgers_loss
+from ._pino import burgers_residual as burgers_residual
+from ._pino import darcy_boundary as darcy_boundary
+from ._pino import darcy_loss as darcy_loss
+from ._pino import darcy_residual as darcy_residual
+from ._pino import fine_tune as fine_tune
+from ._pino import navier_stokes_loss as navier_stokes_loss
+from ._pino import navier_stokes_residual as navier_stokes_residual
+from ._pino import pino_loss as pino_loss
 from ._spectral import SpectralConv as SpectralConv
 from ._time import Autoregressive as Autoregressive
 from ._time import SpaceTimeOperator as SpaceTimeOperator
