@@ -1,5 +1,5 @@
-"""Optimisers on the same PINN problems at the same wall-clock budget: Adam, SOAP, energy
-natural gradient and L-BFGS, over seeds.
+"""Optimisers on the same PINN problems at the same time budget: Adam, SOAP, energy natural
+gradient and L-BFGS, over seeds.
 
 Each run is one `sciml run` subprocess of `experiments/pinn_<problem>.toml` with the same model
 and points for every optimiser, `train.time_limit` seconds of training (the run stops at the
@@ -7,12 +7,17 @@ first record past it), and `train.optimizer` set (`lbfgs`: no first-order steps,
 iterations only). Prints a markdown table: mean, best and worst relative L2 over seeds at the
 end of the budget, and steps done; one JSON line per run is appended to `--out`.
 
+The budget is process CPU time (`train.time_clock = "cpu"`): the runs are single-threaded
+(XLA_FLAGS set here), so a run's CPU time is the wall time it would take on an idle core,
+whatever else the machine runs.
+
     .venv/bin/python experiments/optimizer_table.py --problems poisson burgers \\
         --seeds 0 1 2 --seconds 60 --out runs/optimizer_table.jsonl
 """
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -52,6 +57,7 @@ def run_one(problem, optimizer, seed, seconds, runs_dir, extra):
         "train.progress=false",
         "train.eval_every=100",
         f"train.time_limit={seconds}",
+        "train.time_clock=cpu",
         "train.steps=1000000",
         "train.lbfgs_steps=0",
         "train.resample_every=0",
@@ -66,7 +72,8 @@ def run_one(problem, optimizer, seed, seconds, runs_dir, extra):
     args = [sys.executable, "-m", "sciml", "run", str(config), "--runs-dir", str(runs_dir)]
     for item in sets + list(extra):
         args += ["--set", item]
-    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    env = {**os.environ, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}
+    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env)
     if out.returncode != 0:
         return {
             "problem": problem,
@@ -84,6 +91,7 @@ def run_one(problem, optimizer, seed, seconds, runs_dir, extra):
         "relative_l2": results["test_relative_l2"],
         "steps": records[-1]["step"] if records else 0,
         "train_time_s": results["train_time_s"],
+        "train_cpu_s": results.get("train_cpu_s"),
         "run_dir": str(run_dir),
     }
 

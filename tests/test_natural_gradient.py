@@ -111,25 +111,35 @@ def test_dense_and_cg_solvers_agree():
     np.testing.assert_allclose(directions["cg"], directions["dense"], rtol=1e-6, atol=1e-8)
 
 
-def test_chunked_jacobian_equals_forward_mode_jacobian():
-    # Columns in batches of 7 (not dividing the 51 parameters) equal jax.jacfwd exactly, for
-    # a residual built from a Laplacian, and the vector is the residual itself.
-    from sciml.pinn._natural_gradient import _jacobian
+def test_per_point_jacobian_equals_forward_mode_jacobian():
+    """The dense solver's Jacobian (per-point gradients for the residual and the pointwise
+    conditions, forward-mode columns for `Observations`), in batches not dividing the point
+    counts, equals `jax.jacfwd` of the whole scaled residual vector, causal scales and a
+    vector-valued model included."""
+    from sciml.pinn._natural_gradient import _jacobian, _residual_scales, _residual_vector
 
-    model = MLP(2, 1, width=5, depth=2, key=jax.random.key(0))
+    base = pinn.benchmarks.klein_gordon()
+    observed = jax.random.uniform(jax.random.key(5), (6, 3), dtype=jnp.float64)
+    conditions = {**base.conditions, "data": pinn.Observations(observed, jnp.ones((6, 2)))}
+    problem = pinn.Problem(
+        lambda u, x: base.residual(lambda p: u(p)[0], x) * u(x),  # a vector residual
+        base.domain,
+        conditions,
+        causal_chunks=3,
+    )
+    counts = {"residual": 11, "initial": 5, "boundary": 7, "data": 6}
+    points = problem.sample(jax.random.key(0), counts, dtype=jnp.float64)
+    weights = {name: jnp.asarray(1.0 + i) for i, name in enumerate(problem.terms)}
+    model = MLP(3, 2, width=4, depth=2, key=jax.random.key(1), dtype=jnp.float64)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     theta, unravel = jax.flatten_util.ravel_pytree(params)
-    x = jax.random.uniform(jax.random.key(1), (9, 2))
-
-    def residual(t):
-        field = eqx.combine(unravel(t), static)
-        return jax.vmap(lambda p: laplacian(lambda q: field(q)[0], p) + p[0])(x)
-
-    assert theta.size == 51
-    for chunk in (7, None, 1000):
-        r, jac = _jacobian(residual, theta, chunk)
-        np.testing.assert_array_equal(r, residual(theta))
-        np.testing.assert_allclose(jac, jax.jacfwd(residual)(theta), rtol=1e-12, atol=1e-12)
+    build = lambda t: eqx.combine(unravel(t), static)
+    scales = _residual_scales(problem, model, points, weights)
+    vector = lambda t: _residual_vector(problem, build(t), points, scales)
+    expected = jax.jacfwd(vector)(theta)
+    for chunk in (4, 256):
+        jac = _jacobian(problem, build, theta, points, scales, chunk)
+        np.testing.assert_allclose(jac, expected, rtol=1e-12, atol=1e-13)
     with pytest.raises(ValueError, match="jacobian_chunk"):
         pinn.NaturalGradient(jacobian_chunk=0)
 

@@ -121,17 +121,25 @@ def test_benchmark_configs_fit_a_24_gb_machine(path):
 
 
 def test_time_limit_stops_at_the_first_record_and_alignment_is_recorded(tmp_path):
-    """`train.time_limit` ends a run at the first record past it (here the first record),
-    scored as finished; `train.alignment` adds the gradient-alignment entries to records."""
+    """`train.time_limit` ends a run at the first record past it (here the first record, on
+    the CPU clock), scored as finished; `train.alignment` adds the gradient-alignment entries
+    to records."""
     from sciml._app.config import load_config
     from sciml._app.experiment import run_experiment
 
     config = load_config(
         REPO / "experiments" / "pinn_poisson.toml",
-        [*TINY, "train.time_limit=1e-9", "train.alignment=true", "model.name=mlp"],
+        [
+            *TINY,
+            "train.time_limit=1e-9",
+            "train.time_clock=cpu",
+            "train.alignment=true",
+            "model.name=mlp",
+        ],
     )
     results = run_experiment(config, tmp_path / "run")
     assert results["steps_done"] == 20 and results["test_relative_l2"] > 0
+    assert results["train_cpu_s"] > 0
     (record,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert -1.0 <= record["alignment"] <= 1.0
     assert record["alignment"] == pytest.approx(record["cos_residual_boundary"])

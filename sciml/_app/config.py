@@ -457,6 +457,13 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
             help="seconds of training in this session (compilation included): the run stops "
             "at the first record past it, checkpointed and scored as a finished run",
         ),
+        "time_clock": Option(
+            str,
+            "wall",
+            choices=("wall", "cpu"),
+            help="the clock of train.time_limit: wall time, or this process's CPU time (the "
+            "same budget for single-threaded runs on a machine that other work shares)",
+        ),
         "alignment": Option(
             bool,
             False,

@@ -31,6 +31,7 @@ RESUMABLE_KEYS = (
     "train.steps",
     "train.lbfgs_steps",
     "train.time_limit",
+    "train.time_clock",
     "train.alignment",
     "train.progress",
     "train.keep_checkpoints",
