@@ -31,9 +31,12 @@ if TYPE_CHECKING:
     from . import operators as operators
     from . import pinn as pinn
     from . import train as train
+    from ._export import export_model as export_model
 
 
 def __getattr__(name: str):
+    if name == "export_model":  # needs JAX: imported on first use too
+        return importlib.import_module(f"{__name__}._export").export_model
     if name in _SUBPACKAGES:
         # Importing a submodule also binds it as an attribute of this package, so this
         # runs once per subpackage.
@@ -65,7 +68,7 @@ def load_model(run_dir):
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_SUBPACKAGES})
+    return sorted({*globals(), *_SUBPACKAGES, "export_model"})
 
 
 try:

@@ -184,6 +184,28 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--force", action="store_true", help="replace an existing --out file")
     predict.add_argument("--no-progress", action="store_true")
 
+    export = sub.add_parser(
+        "export",
+        help="write a run's model as serialised StableHLO (jax.export), runnable with JAX "
+        "alone for any batch size",
+    )
+    export.add_argument("run_dir", help="a directory written by 'sciml run'")
+    export.add_argument("--out", required=True, metavar="FILE", help="output file (e.g. model.jax)")
+    export.add_argument(
+        "--sample-shape",
+        type=_shape_argument,
+        metavar="N,N,...",
+        help="shape of one input sample (default: the training sample's, e.g. 1,85,85; "
+        "a field's: its dimension)",
+    )
+    export.add_argument(
+        "--platforms",
+        type=_platforms_argument,
+        metavar="P,P,...",
+        help="platforms the file runs on, of cpu, cuda, rocm, tpu (default: this machine's)",
+    )
+    export.add_argument("--force", action="store_true", help="replace an existing --out file")
+
     config = sub.add_parser(
         "config", help="every config key with its default, allowed values and help"
     )
@@ -582,6 +604,53 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _shape_argument(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(n < 1 for n in shape):
+        raise argparse.ArgumentTypeError(
+            f"--sample-shape {text!r} is invalid: expected positive sizes separated by commas, "
+            "e.g. 1,64,64"
+        )
+    return shape
+
+
+def _platforms_argument(text: str) -> tuple[str, ...]:
+    from .._export import PLATFORMS
+
+    platforms = tuple(p.strip() for p in text.split(","))
+    if not platforms or any(p not in PLATFORMS for p in platforms):
+        raise argparse.ArgumentTypeError(
+            f"--platforms {text!r} is invalid: expected some of {', '.join(PLATFORMS)}, "
+            "separated by commas"
+        )
+    return platforms
+
+
+def _cmd_export(args) -> int:
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.toml").is_file():
+        raise UsageError(f"sciml export: {str(run_dir)!r} is not a run directory (no config.toml)")
+    out = Path(args.out)
+    _check_out("sciml export", out, args.force)
+    from ..train import CorruptCheckpointError
+    from .config import ConfigError
+    from .export import export_run
+
+    try:
+        info = export_run(run_dir, out, sample_shape=args.sample_shape, platforms=args.platforms)
+    except (ConfigError, CorruptCheckpointError) as e:
+        raise UsageError(f"sciml export: {e}") from None
+    shape = lambda a: f"({', '.join(a['shape'])}) {a['dtype']}"
+    print(f"wrote {out} (and {out}.json) for {', '.join(info['platforms'])}")
+    print(f"  input:  {', '.join(shape(a) for a in info['inputs'])}")
+    print(f"  output: {', '.join(shape(a) for a in info['outputs'])}")
+    print(f"  use it with JAX alone: {info['usage']}")
+    return 0
+
+
 def _cmd_config(args) -> int:
     from .config import PINN_SCHEMA, SCHEMA, ConfigError, describe_schema, load_config
 
@@ -654,6 +723,7 @@ def _main(argv: list[str] | None) -> int:
             "eval": _cmd_eval,
             "data": _cmd_data,
             "predict": _cmd_predict,
+            "export": _cmd_export,
             "config": _cmd_config,
         }
         return commands[args.command](args)

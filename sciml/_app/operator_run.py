@@ -347,7 +347,10 @@ def load_trained_model(run_dir: str | Path, x=None, y=None):
         from .pinn_run import load_trained_pinn
 
         return load_trained_pinn(run_dir, config), config
-    model = train.load_model_file(run_dir / "best_model.eqx", _skeleton(config, run_dir, x, y))
+    # Operator runs train in single precision: the skeleton must be float32 also where the
+    # caller has turned on jax_enable_x64 (else the stored leaves do not fit it).
+    with jax.enable_x64(False):
+        model = train.load_model_file(run_dir / "best_model.eqx", _skeleton(config, run_dir, x, y))
     return model, config
 
 
