@@ -159,6 +159,28 @@ def test_heat_converges_at_second_order():
     assert np.all(np.abs(orders - 2) < 0.05), orders
 
 
+def test_the_solver_is_differentiable_in_the_parameter():
+    """d u / d k of the heat solution against d/dk exp(-k t) sin x = -t exp(-k t) sin x, through
+    jit and the time loop (second order in h like the solution)."""
+    n, t = 32, 0.2
+    x = (np.arange(n) + 0.5) * 2 * np.pi / n
+
+    @jax.jit
+    def solve(k):
+        return gpme_solve(
+            jnp.sin(x),
+            problem="heat",
+            parameter=k,
+            t_final=t,
+            length=2 * np.pi,
+            periodic=True,
+            max_conductivity=3.0,
+        )
+
+    du = jax.jacfwd(solve)(2.0)
+    np.testing.assert_allclose(du, -t * np.exp(-2.0 * t) * np.sin(x), atol=2e-3)
+
+
 @pytest.mark.parametrize("problem", ["heat", "porous_medium", "stefan"])
 def test_mass_is_conserved_to_rounding_without_wall_fluxes(getkey, problem):
     n = 32
