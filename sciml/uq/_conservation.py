@@ -40,7 +40,12 @@ class LinearConstraint(eqx.Module):
     value: Float[Array, " m"]
     noise: Float[Array, ""]
 
-    def __init__(self, matrix: Float[ArrayLike, "m n"], value: Float[ArrayLike, " m"], noise=0.0):
+    def __init__(
+        self,
+        matrix: Float[ArrayLike, "m n"],
+        value: Float[ArrayLike, " m"],
+        noise: float | Float[ArrayLike, ""] = 0.0,
+    ):
         matrix = jnp.asarray(matrix)
         value = jnp.asarray(value)
         if matrix.ndim != 2:
