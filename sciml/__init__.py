@@ -11,6 +11,8 @@
 - `sciml.train`: losses, normalizers, batching, `train_step`, checkpoints, plots, `fit` and
   multi-device meshes (`make_mesh`, `shard_batch`).
 - `sciml.interop`: Flax (NNX and Linen) models as sciml models and back.
+- `sciml.uq`: uncertainty for operators: deep ensembles as one vmapped model, split-conformal
+  prediction bands and their calibration.
 """
 
 import importlib
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 # import train`): `import sciml` and the command line's start-up (`sciml --help`, a config
 # error) then load neither JAX nor Flax, diffrax or matplotlib, and `sciml run` only what it
 # uses. Type checkers and the API docs see the eager imports below.
-_SUBPACKAGES = ("data", "derivatives", "fields", "interop", "operators", "pinn", "train")
+_SUBPACKAGES = ("data", "derivatives", "fields", "interop", "operators", "pinn", "train", "uq")
 
 if TYPE_CHECKING:
     from . import data as data
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from . import pinn as pinn
     from . import train as train
     from ._export import export_model as export_model
+    from . import uq as uq
 
 
 def __getattr__(name: str):

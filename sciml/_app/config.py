@@ -287,6 +287,14 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
             help="DeepONet sensors per axis",
         ),
         "stacked": Option(bool, False, help="DeepONet: one branch net per basis function"),
+        "ensemble": Option(
+            int,
+            1,
+            check=_positive,
+            allowed=">= 1",
+            help="members of a deep ensemble, trained together as one vmapped model "
+            "(sciml.uq.Ensemble), each with its own initialisation and data order; 1: one model",
+        ),
     },
     "train": {
         "epochs": Option(int, 500, check=_positive, allowed=">= 1"),
@@ -319,6 +327,30 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
     "eval": {
         "batch_size": Option(int, 50, check=_positive, allowed=">= 1"),
         "plot_samples": Option(int, 3, check=_nonnegative, allowed=">= 0"),
+    },
+    "uncertainty": {
+        "calibration": Option(
+            int,
+            0,
+            check=_nonnegative,
+            allowed=">= 0 (0: no bands)",
+            help="the last samples of the data.n_train training samples, held out from "
+            "training to calibrate split-conformal prediction bands per grid point "
+            "(sciml.uq.calibrate; scores normalised by the ensemble's spread when "
+            "model.ensemble > 1)",
+        ),
+        "levels": Option(
+            list,
+            [0.9],
+            item_type=float,
+            check=lambda levels: (
+                len(levels) >= 1
+                and len(set(levels)) == len(levels)
+                and all(0 < v < 1 for v in levels)
+            ),
+            allowed="distinct numbers in (0, 1), at least one",
+            help="nominal coverages of the bands; results.json gets the test coverage of each",
+        ),
     },
 }
 
@@ -722,6 +754,8 @@ _MODEL_KEYS = {
     "mgno": ("channels", "levels", "depth", "activation", "smoothing_steps", "boundary"),
     "deeponet": ("branch_widths", "trunk_widths", "basis", "activation", "sensors", "stacked"),
 }
+# `[model]` keys of every model.
+_EVERY_MODEL = ("name", "ensemble")
 _TRAJECTORY_RECIPES = " or ".join(
     f"data.recipe = {name!r}" for name, recipe in RECIPES.items() if recipe.trajectory
 )
@@ -814,7 +848,7 @@ def _check_applicable(raw: dict, config: dict, shape: DataShape) -> None:
 
     recipe, model = config["data"]["recipe"], config["model"]["name"]
     for key in raw.get("model", {}):
-        if key != "name" and key not in _MODEL_KEYS[model] and changed("model", key):
+        if key not in _EVERY_MODEL and key not in _MODEL_KEYS[model] and changed("model", key):
             raise ConfigError(
                 f"config key 'model.{key}' does not apply to model.name = {model!r}; its "
                 f"options are: {', '.join(_MODEL_KEYS[model])}",
@@ -1102,9 +1136,47 @@ def _cross_checks(raw: dict, config: dict) -> None:
             config["train"]["batch_size"],
             f"allowed at most data.n_train = {config['data']['n_train']}",
         )
+    _check_uncertainty(config)
     for key in _PATH_KEYS:  # the resolved config (run.json, --resume) works from anywhere
         if data[key]:
             data[key] = os.path.abspath(data[key])
+
+
+def _min_calibration(level: float) -> int:
+    """`sciml.uq.min_calibration` (the least n with ceil((n + 1) level) <= n), without
+    importing JAX for a config check."""
+    n = max(1, math.floor(level / (1 - level)) - 1)
+    while math.ceil((n + 1) * level - 1e-9) > n:
+        n += 1
+    return n
+
+
+def _check_uncertainty(config: dict) -> None:
+    """The calibration split must leave a training batch and hold enough samples for the
+    finite-sample quantile of every level; levels need a calibration split."""
+    uq, n_train = config["uncertainty"], config["data"]["n_train"]
+    batch, n_cal = config["train"]["batch_size"], uq["calibration"]
+    if not n_cal:
+        if _changed(config, "uncertainty", "levels"):
+            raise _fail(
+                "uncertainty.levels", uq["levels"], "needs uncertainty.calibration > 0 samples"
+            )
+        return
+    if n_train - n_cal < batch:
+        raise _fail(
+            "uncertainty.calibration",
+            n_cal,
+            f"allowed at most data.n_train - train.batch_size = {n_train - batch} (the rest "
+            "trains)",
+        )
+    for level in uq["levels"]:
+        if n_cal < _min_calibration(level):
+            raise _fail(
+                "uncertainty.calibration",
+                n_cal,
+                f"a band at level {level:g} needs at least {_min_calibration(level)} calibration "
+                "samples (ceil((n + 1) level) <= n)",
+            )
 
 
 def applicable(config: dict) -> dict:
@@ -1139,8 +1211,10 @@ def applicable(config: dict) -> dict:
         elif not own and key in RECIPE_OPTIONS and key not in get_recipe(data["recipe"]).options:
             del data[key]
     for key in list(model):
-        if key != "name" and key not in _MODEL_KEYS[model["name"]]:
+        if key not in _EVERY_MODEL and key not in _MODEL_KEYS[model["name"]]:
             del model[key]
+    if not out["uncertainty"]["calibration"]:
+        del out["uncertainty"]["levels"]  # no bands
     shape_has_frames = own or get_recipe(config["data"]["recipe"]).trajectory
     if not shape_has_frames or (own and out["task"]["kind"] == "direct"):
         out["task"] = {"kind": out["task"]["kind"]}

@@ -114,15 +114,40 @@ def build_model(config: dict, in_channels: int, out_channels: int, *, key) -> An
 def build_normalized_model(config: dict, x_train, y_train, *, key) -> Any:
     """The configured operator, wrapped in normalizers fitted on the training data if
     `train.normalize` (the statistics only need the right shape when a trained model is
-    loaded over this one)."""
-    model = build_model(config, x_train.shape[1], y_train.shape[1], key=key)
+    loaded over this one). With `model.ensemble = K > 1`, a `sciml.uq.Ensemble` of K such
+    models (the normalizers fitted once and shared by value), member k built with
+    `jax.random.split(key, K)[k]`."""
+    normalizers = None
     if config["train"]["normalize"]:
-        model = train.Normalized(
-            model,
+        normalizers = (
             train.UnitGaussianNormalizer.from_data(x_train),
             train.UnitGaussianNormalizer.from_data(y_train),
         )
-    return model
+
+    def make(key):
+        model = build_model(config, x_train.shape[1], y_train.shape[1], key=key)
+        return model if normalizers is None else train.Normalized(model, *normalizers)
+
+    members = config["model"]["ensemble"]
+    if members == 1:
+        return make(key)
+    from ..uq import Ensemble
+
+    return Ensemble(make, members, key=key)
+
+
+def point_model(model) -> Any:
+    """The model's point prediction for one sample: an ensemble's mean, else the model."""
+    from ..uq import Ensemble
+
+    return model.mean if isinstance(model, Ensemble) else model
+
+
+def _rows(array, start: int, stop: int):
+    """Samples `start:stop` of a host array, without reading an on-disk one."""
+    if hasattr(array, "subset"):
+        return array.subset(rows=slice(start, stop))
+    return array[start:stop]
 
 
 def build_optimizer(train_cfg: dict, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -164,6 +189,16 @@ def metrics_for(config: dict) -> dict[str, Any]:
     }
 
 
+def model_metrics(config: dict) -> dict[str, Any]:
+    """`metrics_for`, of the ensemble's mean prediction when `model.ensemble > 1`."""
+    metrics = metrics_for(config)
+    if config["model"]["ensemble"] == 1:
+        return metrics
+    from ..uq import ensemble_metric
+
+    return {name: ensemble_metric(metric) for name, metric in metrics.items()}
+
+
 @eqx.filter_jit
 def _forward(model, batch):
     return jax.vmap(model)(batch)
@@ -183,9 +218,9 @@ def predict(model, x, *, batch_size: int) -> np.ndarray:
 def field_metrics(model, x, y, *, batch_size: int) -> dict[str, float]:
     """PDEBench's metrics (`sciml.train.PDEBENCH_METRICS`: RMSE, nRMSE, max error, cRMSE,
     bRMSE, fRMSE by band) over the whole of `(x, y)`, each computed once on all predictions
-    (cRMSE, the max and the Fourier bands pool the samples). A metric the grid leaves
-    undefined (a Fourier band it does not resolve) is left out."""
-    pred = jnp.asarray(predict(model, x, batch_size=batch_size))
+    (cRMSE, the max and the Fourier bands pool the samples; an ensemble's mean prediction).
+    A metric the grid leaves undefined (a Fourier band it does not resolve) is left out."""
+    pred = jnp.asarray(predict(point_model(model), x, batch_size=batch_size))
     target = jnp.asarray(np.asarray(y, np.float32))
     out = {}
     for name, metric in train.PDEBENCH_METRICS.items():
@@ -209,6 +244,26 @@ def measure_step_time(model, loss_fn, optimizer, batch, *, repeats: int = 10) ->
     return float(np.median(times))
 
 
+def ensemble_training(config: dict, metric, optimizer, train_data, *, key):
+    """The loss, optimiser and training data of a `model.ensemble = K > 1` run: one compiled
+    step trains every member, on the SUM of the member losses (so each member gets exactly
+    its own gradient), each member with its own order of the training data (permutations
+    drawn from `fold_in(key, K)`). Adam with weight decay acts element-wise, so the stacked
+    parameters need no wrapping; SOAP's preconditioners would mix the members' entries, so it
+    runs per member (`sciml.uq.ensemble_optimizer`)."""
+    from .. import uq
+
+    members = config["model"]["ensemble"]
+    if config["train"]["optimizer"] != "adam":
+        optimizer = uq.ensemble_optimizer(optimizer)
+    orders_key = jax.random.fold_in(key, members)
+    return (
+        uq.ensemble_loss(metric, per_member=True),
+        optimizer,
+        uq.per_member_data(train_data, members, key=orders_key),
+    )
+
+
 def run_operator(
     config: dict, run_dir: Path, *, resume: bool, mesh: jax.sharding.Mesh | None = None
 ) -> dict:
@@ -218,8 +273,15 @@ def run_operator(
     progress = train_cfg["progress"]
 
     (x_train, y_train), (x_test, y_test) = split_arrays(config, progress=progress)
-    n_train = data_cfg["n_train"]
+    # `uncertainty.calibration`: the last samples of the training data calibrate the bands;
+    # the model (and its normalisers) never see them.
+    n_cal = config["uncertainty"]["calibration"]
+    n_train = data_cfg["n_train"] - n_cal
+    if n_cal:
+        x_cal, y_cal = (_rows(a, n_train, n_train + n_cal) for a in (x_train, y_train))
+        x_train, y_train = (_rows(a, 0, n_train) for a in (x_train, y_train))
     metrics = metrics_for(config)
+    eval_metrics = model_metrics(config)
     if train.is_writer():
         write_model_shapes(run_dir, x_train, y_train)
 
@@ -228,17 +290,23 @@ def run_operator(
     steps_per_epoch = math.ceil(n_train / train_cfg["batch_size"])
     optimizer = build_optimizer(train_cfg, steps_per_epoch)
     loss_fn = train.batch_loss(metrics[train_cfg["loss"]])
+    train_data = (x_train, y_train)
+    members = config["model"]["ensemble"]
+    if members > 1:
+        loss_fn, optimizer, train_data = ensemble_training(
+            config, metrics[train_cfg["loss"]], optimizer, train_data, key=train_key
+        )
 
     start = time.perf_counter()
     model, history = train.fit(
         model,
         loss_fn,
-        (x_train, y_train),
+        train_data,
         optimizer=optimizer,
         epochs=train_cfg["epochs"],
         batch_size=train_cfg["batch_size"],
         eval_data=(x_test, y_test),
-        eval_metrics=metrics,
+        eval_metrics=eval_metrics,
         eval_every=train_cfg["eval_every"],
         key=train_key,
         run_dir=run_dir,
@@ -254,7 +322,7 @@ def run_operator(
     eval_batch = config["eval"]["batch_size"]
     if mesh is not None and eval_batch % train.data_size(mesh):
         mesh = None  # evaluation is cheap: one device rather than an error
-    final = train.evaluate(model, (x_test, y_test), metrics, batch_size=eval_batch, mesh=mesh)
+    final = train.evaluate(model, (x_test, y_test), eval_metrics, batch_size=eval_batch, mesh=mesh)
     final = {f"test_{k}": float(v) for k, v in final.items()}
     fields = field_metrics(model, x_test, y_test, batch_size=eval_batch)
     final.update({f"test_{k}": v for k, v in fields.items()})
@@ -273,18 +341,27 @@ def run_operator(
                 loss_fn,
                 optimizer,
                 (
-                    jnp.asarray(x_train[: train_cfg["batch_size"]]),
-                    jnp.asarray(y_train[: train_cfg["batch_size"]]),
+                    jnp.asarray(train_data[0][: train_cfg["batch_size"]]),
+                    jnp.asarray(train_data[1][: train_cfg["batch_size"]]),
                 ),
             ),
             3,
         ),
     }
+    if members > 1:
+        results["ensemble"] = members
+    if n_cal:
+        bands = calibrate_bands(config, model, x_cal, y_cal)
+        if train.is_writer():
+            write_bands(run_dir, bands)
+        results.update(band_metrics(config, model, bands, x_test, y_test))
+        if train.is_writer():
+            plot_calibration_curve(config, model, (x_cal, y_cal), (x_test, y_test), run_dir)
     atomic_write_bytes(run_dir / "results.json", (json.dumps(results, indent=2) + "\n").encode())
 
     num = config["eval"]["plot_samples"]
     if num:
-        preds = np.asarray(jax.vmap(model)(jnp.asarray(x_test[:num])))
+        preds = np.asarray(jax.vmap(point_model(model))(jnp.asarray(x_test[:num])))
         inputs, targets = np.asarray(x_test[:num]), np.asarray(y_test[:num])
         titles = None
         if get_recipe(config["data"]["recipe"]).trajectory:
@@ -295,6 +372,130 @@ def run_operator(
             inputs, targets, preds, run_dir / "plots" / "predictions.png", num=num, titles=titles
         )
     return results
+
+
+_EPS = 1e-6  # added to the ensemble's spread in the conformity scores
+
+
+def predict_mean_std(model, x, *, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Point predictions for every sample of `x` and, for an ensemble, the members' spread
+    (`None` for a single model), batch by batch."""
+    from ..uq import Ensemble
+
+    if not isinstance(model, Ensemble):
+        return predict(model, x, batch_size=batch_size), None
+    means, stds = [], []
+    for start in range(0, len(x), batch_size):
+        batch = jnp.asarray(np.asarray(x[start : start + batch_size], np.float32))
+        mean, std = _forward(model.mean_and_std, batch)
+        means.append(np.asarray(mean))
+        stds.append(np.asarray(std))
+    return np.concatenate(means), np.concatenate(stds)
+
+
+def _scores(model, x, y, *, batch_size: int) -> np.ndarray:
+    from ..uq import conformity_scores
+
+    mean, std = predict_mean_std(model, x, batch_size=batch_size)
+    return np.asarray(conformity_scores(np.asarray(y, np.float32), mean, std, eps=_EPS))
+
+
+def calibrate_bands(config: dict, model, x_cal, y_cal):
+    """Split-conformal bands per grid point at `uncertainty.levels`, calibrated on the held-out
+    samples (scores normalised by the ensemble's spread, or absolute residuals)."""
+    from ..uq import calibrate
+
+    mean, std = predict_mean_std(model, x_cal, batch_size=config["eval"]["batch_size"])
+    return calibrate(
+        np.asarray(y_cal, np.float32),
+        mean,
+        std,
+        levels=tuple(config["uncertainty"]["levels"]),
+        eps=_EPS,
+    )
+
+
+def _level_name(level: float) -> str:
+    return f"{100 * level:.10g}"
+
+
+def band_metrics(config: dict, model, bands, x, y) -> dict[str, float]:
+    """`test_coverage_<level %>`: the fraction of the test points inside their band, and
+    `test_band_width_<level %>`: the band's mean width (physical units), per level."""
+    batch_size = config["eval"]["batch_size"]
+    mean, std = predict_mean_std(model, x, batch_size=batch_size)
+    target = np.asarray(y, np.float32)
+    inside = np.asarray(bands.contains(target, mean, std))
+    lower, upper = bands(mean, std)
+    out = {}
+    for i, level in enumerate(bands.levels):
+        out[f"test_coverage_{_level_name(level)}"] = float(inside[i].mean())
+        out[f"test_band_width_{_level_name(level)}"] = float(np.mean(upper[i] - lower[i]))
+    return out
+
+
+CALIBRATION_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+
+
+def plot_calibration_curve(config: dict, model, cal, test, run_dir: Path) -> None:
+    """`plots/calibration.png`: test coverage against nominal coverage, 5% to 95% and the
+    configured levels."""
+    from ..uq import calibration_curve, min_calibration, plot_calibration
+
+    batch_size = config["eval"]["batch_size"]
+    cal_scores = _scores(model, *cal, batch_size=batch_size)
+    test_scores = _scores(model, *test, batch_size=batch_size)
+    n = len(cal_scores)
+    levels = sorted({*CALIBRATION_LEVELS, *config["uncertainty"]["levels"]})
+    levels = [level for level in levels if min_calibration(level) <= n]
+    coverages = calibration_curve(cal_scores, test_scores, levels)
+    kind = "ensemble" if config["model"]["ensemble"] > 1 else "residual"
+    plot_calibration(
+        levels,
+        coverages,
+        run_dir / "plots" / "calibration.png",
+        num_test=len(test_scores),
+        title=f"conformal calibration ({kind}, n = {n})",
+    )
+
+
+BANDS_FILE = "conformal.npz"
+
+
+def write_bands(run_dir: Path, bands) -> None:
+    """`conformal.npz`: the thresholds and levels of a run's bands (for `sciml eval`)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        quantiles=np.asarray(bands.quantiles),
+        levels=np.asarray(bands.levels, np.float64),
+        normalized=np.asarray(bands.normalized),
+        eps=np.asarray(bands.eps),
+        num_calibration=np.asarray(bands.num_calibration),
+    )
+    atomic_write_bytes(run_dir / BANDS_FILE, buffer.getvalue())
+
+
+def read_bands(run_dir: Path):
+    """The run's `ConformalBands`, or `None` if it has none."""
+    from ..uq import ConformalBands
+
+    path = Path(run_dir) / BANDS_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return ConformalBands(
+                quantiles=jnp.asarray(f["quantiles"]),
+                levels=tuple(float(v) for v in f["levels"]),
+                normalized=bool(f["normalized"]),
+                eps=float(f["eps"]),
+                num_calibration=int(f["num_calibration"]),
+            )
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"'{path}' is damaged ({e}); the run's bands cannot be read") from None
 
 
 def count_params(model) -> int:
@@ -338,7 +539,8 @@ def _skeleton(config: dict, run_dir: Path, x=None, y=None):
 
 def load_trained_model(run_dir: str | Path, x=None, y=None):
     """The best model of an operator run (normalisers included), acting on one sample
-    `(channels, *spatial)`, and the run's config."""
+    `(channels, *spatial)` (with `model.ensemble > 1`, a `sciml.uq.Ensemble` returning the
+    members' predictions), and the run's config."""
     from .rundir import stored_config
 
     run_dir = Path(run_dir)
@@ -388,6 +590,9 @@ def evaluate_run(
     `data`: another file instead (array names and layout as given, else the run's own), e.g.
     the same problem at twice the resolution. `resolution`, `n`, `seed`: fresh samples of the
     run's recipe (zero-shot super-resolution), for runs trained on a recipe's data.
+    A run with conformal bands (`uncertainty.calibration`) also gets `test_coverage_<level>`
+    and `test_band_width_<level>` on data of its training grid (the bands hold one threshold
+    per grid point, so other resolutions are scored without them).
     """
     from .rundir import stored_config
 
@@ -417,15 +622,20 @@ def evaluate_run(
 
     model, _ = load_trained_model(run_dir, x, y)
     batch_size = config["eval"]["batch_size"]
-    metrics = train.evaluate(model, (x, y), metrics_for(config), batch_size=batch_size)
+    metrics = train.evaluate(model, (x, y), model_metrics(config), batch_size=batch_size)
     fields = field_metrics(model, x, y, batch_size=batch_size)
-    return {
+    out = {
         **source,
         "trained_resolution": config["data"]["resolution"],
         "resolution": int(min(x.shape[2:])),
         **{f"test_{k}": float(v) for k, v in metrics.items()},
         **{f"test_{k}": v for k, v in fields.items()},
     }
+    bands = read_bands(run_dir)
+    # The bands hold one threshold per point of the calibration grid: scored on that grid only.
+    if bands is not None and tuple(y.shape[1:]) == tuple(bands.quantiles.shape[1:]):
+        out.update(band_metrics(config, model, bands, x, y))
+    return out
 
 
 def _fresh_recipe_data(config, resolution, n, seed, *, progress, allow_large):
@@ -484,7 +694,9 @@ def predict_file(
 
     with progress_bar(total=len(x), disable=not progress, unit="sample", desc="predict") as bar:
         for start in range(0, len(x), batch_size):
-            chunks.append(predict(model, x[start : start + batch_size], batch_size=batch_size))
+            chunks.append(
+                predict(point_model(model), x[start : start + batch_size], batch_size=batch_size)
+            )
             bar.update(len(chunks[-1]))
     predictions = np.concatenate(chunks)
     write_predictions(Path(out), predictions)
