@@ -27,7 +27,7 @@ def _darcy_coefficient(key, s):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("s", [17, 33])
+@pytest.mark.parametrize("s", [17])
 def test_darcy_residual_of_solver_output(getkey, s):
     # The solver's CG stops at rtol = 1e-10 relative to max|f|; the residual of its output
     # under the same stencil is at that level (measured: 9e-11 to 2e-10 at s = 17, 33, 65).
@@ -97,14 +97,15 @@ def test_burgers_residual_cole_hopf_second_order():
     # norm, set by the one-sided last frame, reaches order 2 more slowly: 1.69, 1.84).
     nu, s = 0.1, 64
     errors = []
+    residual = jax.jit(so.burgers_residual, static_argnames=("nu", "dt", "includes_initial"))
     for nt in (20, 40, 80):
         dt = 0.5 / nt
         u = _cole_hopf(s, dt * jnp.arange(nt + 1), nu)
-        r = so.burgers_residual(u[1:], u[:1], nu=nu, dt=dt)
+        r = residual(u[1:], u[:1], nu=nu, dt=dt)
         assert r.shape == (nt, s)
         errors.append(float(jnp.sqrt(jnp.mean(r**2))))
         # includes_initial: the same frames, u[0] given as the initial frame.
-        r0 = so.burgers_residual(u, u[:1], nu=nu, dt=dt, includes_initial=True)
+        r0 = residual(u, u[:1], nu=nu, dt=dt, includes_initial=True)
         np.testing.assert_allclose(r0, r, atol=1e-13)
     orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     assert np.all((orders > 1.8) & (orders < 2.2)), orders
@@ -169,10 +170,13 @@ def test_navier_stokes_taylor_green_second_order():
     X, Y = _grid(s)
     w = 8 * jnp.pi**2 * jnp.sin(2 * jnp.pi * X) * jnp.sin(2 * jnp.pi * Y)
     errors = []
+    residual = jax.jit(
+        functools.partial(so.navier_stokes_residual, nu=nu, forcing=None), static_argnames="dt"
+    )
     for nt in (10, 20, 40):
         dt = 1.0 / nt
         frames = w * jnp.exp(-8 * jnp.pi**2 * nu * dt * jnp.arange(nt + 1))[:, None, None]
-        r = so.navier_stokes_residual(frames[1:], frames[:1], nu=nu, forcing=None, dt=dt)
+        r = residual(frames[1:], frames[:1], dt=dt)
         errors.append(float(jnp.max(jnp.abs(r)) / jnp.max(jnp.abs(w))))
     orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     assert errors[-1] < 2e-4 and np.all(orders > 1.9), (errors, orders)
@@ -248,9 +252,11 @@ def test_gradient_through_physics_loss(getkey):
 
 
 def test_pino_loss_weights(getkey):
-    s = 9
-    x, y = _darcy_batch(getkey, 3, s)
-    model = so.FNO(1, 1, modes=(3, 3), width=4, depth=1, key=getkey(), dtype=jnp.float64)
+    x, y = _darcy_batch(getkey, 3, 9)
+
+    def model(a):  # any callable on one sample will do
+        return 0.01 * a * (2 - a / 12)
+
     data_only = so.pino_loss(so.darcy_loss, physics_weight=0.0)(model, x, y)
     assert float(data_only) == pytest.approx(float(batch_loss(relative_l2)(model, x, y)))
     physics_only = so.pino_loss(so.darcy_loss, data_weight=0.0)
@@ -265,9 +271,8 @@ def test_pino_loss_weights(getkey):
 
 
 def test_fine_tune_lowers_physics_loss(getkey):
-    s = 17
-    x, _ = _darcy_batch(getkey, 1, s)
-    model = so.FNO(1, 1, modes=(4, 4), width=8, depth=2, key=getkey(), dtype=jnp.float64)
+    x, _ = _darcy_batch(getkey, 1, 9)
+    model = so.FNO(1, 1, modes=(3, 3), width=8, depth=2, key=getkey(), dtype=jnp.float64)
     physics = functools.partial(so.darcy_loss, boundary_weight=1.0)
     tuned, history = so.fine_tune(model, x[0], physics, steps=40, learning_rate=3e-3)
     assert history.shape == (41,)
