@@ -2,6 +2,7 @@
 PINN, the dense and CG solvers agree, steps beat Adam, and `solve` records, checkpoints and
 resumes its natural-gradient phase exactly."""
 
+import functools
 import json
 from pathlib import Path
 
@@ -71,9 +72,10 @@ def test_one_step_solves_a_linear_least_squares_pinn():
     minimum = np.sum((a @ best - b) ** 2)
     assert np.linalg.cond(a) < 1e7  # so that rounding allows the tolerances below
 
-    new, info = pinn.natural_gradient_step(
-        problem, model, points, weights, damping=0.0, adaptive=False, etas=(1.0,)
+    step = functools.partial(
+        pinn.natural_gradient_step, damping=0.0, adaptive=False, etas=(1.0,), solver="dense"
     )
+    new, info = step(problem, model, points, weights)
     # Float64 rounding, amplified by cond(a) ~ 1e5 in the coefficients; the loss, quadratic
     # at its minimum, only by its square.
     np.testing.assert_allclose(new.coefficients, best, rtol=1e-8, atol=1e-8)
@@ -81,10 +83,11 @@ def test_one_step_solves_a_linear_least_squares_pinn():
     assert abs(loss - minimum) <= 1e-10 * minimum
     assert float(info["eta"]) == 1.0 and abs(info["new_loss"] - minimum) <= 1e-10 * minimum
     # The step from the minimiser is zero.
-    again, _ = pinn.natural_gradient_step(
-        problem, new, points, weights, damping=0.0, adaptive=False, etas=(1.0,)
-    )
+    again, _ = step(problem, new, points, weights)
     np.testing.assert_allclose(again.coefficients, new.coefficients, rtol=0, atol=1e-9)
+    # The Gramian solver squares the condition number (~1e10 here): the loss still to 1e-8.
+    gram, _ = step(problem, model, points, weights, solver="gram")
+    assert abs(problem.loss(gram, points, weights) - minimum) <= 1e-8 * minimum
 
 
 def _mlp_setup(width=8, residual=32, boundary=16):
@@ -97,10 +100,10 @@ def _mlp_setup(width=8, residual=32, boundary=16):
     return problem, model, points, weights
 
 
-def test_dense_and_cg_solvers_agree():
+def test_dense_gram_and_cg_solvers_agree():
     problem, model, points, weights = _mlp_setup()
     directions = {}
-    for solver in ("dense", "cg"):
+    for solver in ("dense", "gram", "cg"):
         method = pinn.NaturalGradient(
             damping=1e-2, adaptive=False, solver=solver, max_cg_steps=1000, cg_rtol=1e-13
         )
@@ -109,6 +112,8 @@ def test_dense_and_cg_solvers_agree():
         assert (int(info["cg_steps"]) > 0) == (solver == "cg")
     # CG to a relative residual of 1e-13 on a system of condition number <= |J|^2 / 1e-2.
     np.testing.assert_allclose(directions["cg"], directions["dense"], rtol=1e-6, atol=1e-8)
+    # The damped Gramian (condition number <= |J|^2 / 1e-2) to near rounding.
+    np.testing.assert_allclose(directions["gram"], directions["dense"], rtol=1e-8, atol=1e-10)
 
 
 def test_per_point_jacobian_equals_forward_mode_jacobian():
