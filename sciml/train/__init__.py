@@ -47,3 +47,10 @@ from ._step import evaluate as evaluate
 from ._step import init_guard as init_guard
 from ._step import init_optimizer as init_optimizer
 from ._step import train_step as train_step
+from ._trackers import TRACKERS as TRACKERS
+from ._trackers import AbstractTracker as AbstractTracker
+from ._trackers import MissingTrackerError as MissingTrackerError
+from ._trackers import MlflowTracker as MlflowTracker
+from ._trackers import TensorBoardTracker as TensorBoardTracker
+from ._trackers import WandbTracker as WandbTracker
+from ._trackers import chain_callbacks as chain_callbacks
