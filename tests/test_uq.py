@@ -259,6 +259,7 @@ def test_config_defaults_and_any_model():
         assert config["model"]["ensemble"] == 4
 
 
+@pytest.mark.slow
 def test_run_with_ensemble_and_bands(tmp_path, capsys, monkeypatch):
     """`sciml run` (in this process) with a 2-member ensemble and 10 calibration samples:
     results.json has the test coverage, the plots a calibration curve; `sciml eval` reports
