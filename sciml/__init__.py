@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from . import operators as operators
     from . import pinn as pinn
     from . import train as train
-    from ._export import export_model as export_model
     from . import uq as uq
+    from ._export import export_model as export_model
 
 
 def __getattr__(name: str):
