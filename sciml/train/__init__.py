@@ -31,6 +31,7 @@ from ._normalize import NonTrainable as NonTrainable
 from ._normalize import Normalized as Normalized
 from ._normalize import UnitGaussianNormalizer as UnitGaussianNormalizer
 from ._normalize import trainable_filter as trainable_filter
+from ._plots import plot_calibration as plot_calibration
 from ._plots import plot_history as plot_history
 from ._plots import plot_predictions as plot_predictions
 from ._plots import plot_solution as plot_solution

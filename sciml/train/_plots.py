@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from jaxtyping import ArrayLike
+from jaxtyping import ArrayLike, Float
 
 from .._atomic import atomic_path
 
@@ -304,3 +304,39 @@ def _triangulation(x: np.ndarray, y: np.ndarray, inside: Callable | None):
         centres = np.stack([x[corners].mean(axis=1), y[corners].mean(axis=1)], axis=1)
         triangulation.set_mask(~np.asarray(inside(centres), bool))
     return triangulation
+
+
+def plot_calibration(
+    levels: Sequence[float] | Float[ArrayLike, " levels"],
+    coverages: Sequence[float] | Float[ArrayLike, " levels"],
+    path: str | os.PathLike,
+    *,
+    num_test: int | None = None,
+    title: str = "conformal calibration",
+) -> pathlib.Path:
+    """Writes a calibration plot (empirical vs nominal coverage, with the diagonal) to `path`.
+
+    **Arguments:**
+
+    - `levels`: nominal coverages.
+    - `coverages`: the empirical coverages (e.g. from `calibration_curve`).
+    - `path`: the image file (its folder is created); written atomically.
+    - `num_test`: the number of test samples, shown in the legend.
+    - `title`: the plot's title.
+
+    **Returns:**
+
+    The path written.
+    """
+    fig = _figure((4.2, 4.0))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="ideal")
+    label = "test" if num_test is None else f"test ({num_test} samples)"
+    ax.plot(list(levels), list(coverages), marker="o", label=label)
+    ax.set_xlabel("nominal coverage")
+    ax.set_ylabel("empirical coverage")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    return _save(fig, path)

@@ -8,6 +8,7 @@
   and its covariance onto `LinearConstraint`s such as `integral_constraint`.
 """
 
+from ..train import plot_calibration as plot_calibration
 from ._conformal import ConformalBands as ConformalBands
 from ._conformal import calibrate as calibrate
 from ._conformal import calibration_curve as calibration_curve
@@ -15,7 +16,6 @@ from ._conformal import conformal_quantile as conformal_quantile
 from ._conformal import conformity_scores as conformity_scores
 from ._conformal import coverage as coverage
 from ._conformal import min_calibration as min_calibration
-from ._conformal import plot_calibration as plot_calibration
 from ._conformal import quantile_rank as quantile_rank
 from ._conservation import LinearConstraint as LinearConstraint
 from ._conservation import LowRankCovariance as LowRankCovariance
