@@ -288,6 +288,14 @@ PINN_OPTIMIZERS: dict[str, str] = {
     "natural_gradient": "sciml.pinn:NaturalGradient",
 }
 
+# --- experiment trackers (`log.trackers`) -----------------------------------------------------
+# name -> (the module it imports, the sciml extra that installs it)
+TRACKERS: dict[str, tuple[str, str]] = {
+    "tensorboard": ("tensorboardX", "tensorboard"),
+    "wandb": ("wandb", "wandb"),
+    "mlflow": ("mlflow", "mlflow"),
+}
+
 
 # --- non-finite policies ----------------------------------------------------------------------
 

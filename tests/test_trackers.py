@@ -6,10 +6,12 @@ import struct
 import sys
 import types
 
+import numpy as np
 import pytest
 
 from sciml import train
-from sciml.train._trackers import flatten_config, scalars
+from sciml.train import flatten_config
+from sciml.train._trackers import scalars
 
 RECORDS = [
     {"step": 10, "train_loss": 0.5, "eval_relative_l2": 0.25, "phase": "adam", "ok": True},
@@ -124,3 +126,41 @@ def test_chained_callbacks_all_see_each_record_and_any_stops():
     assert [chained(None, r) for r in RECORDS] == [False, True]
     assert seen == [("first", 10), ("stop", 10), ("first", 20), ("stop", 20)]
     assert train.chain_callbacks(None, first) is first and train.chain_callbacks() is None
+
+
+def test_config_sends_the_records_to_tensorboard_and_checks_packages(tmp_path, monkeypatch):
+    """`log.trackers = ["tensorboard"]` in a (tiny) PINN config: RUN/tensorboard holds every
+    record's loss at its step; a tracker whose package is missing is refused before the run,
+    in one line naming the key."""
+    pytest.importorskip("tensorboardX")
+    import importlib.util
+    import json
+
+    from test_pinn_config import REPO, TINY
+
+    from sciml._app.config import ConfigError, load_config
+    from sciml._app.experiment import run_experiment
+
+    config = load_config(
+        REPO / "experiments" / "pinn_poisson.toml",
+        [*TINY, "model.name=mlp", "log.trackers=['tensorboard']"],
+    )
+    run_experiment(config, tmp_path / "run")
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    logged = sorted(
+        (step, value)
+        for tag, step, value in _events(tmp_path / "run" / "tensorboard")
+        if tag == "train_loss"
+    )
+    assert [step for step, _ in logged] == [r["step"] for r in records]
+    # Event files hold float32.
+    np.testing.assert_allclose([v for _, v in logged], [r["train_loss"] for r in records], 1e-6)
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else find_spec(name)
+    )
+    with pytest.raises(ConfigError, match=r"'log.trackers' = \['wandb'\].*sciml\[wandb\]"):
+        load_config(REPO / "experiments" / "pinn_poisson.toml", ["log.trackers=['wandb']"])
+    with pytest.raises(ConfigError, match="log.trackers"):
+        load_config(REPO / "experiments" / "pinn_poisson.toml", ["log.trackers=['comet']"])

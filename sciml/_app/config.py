@@ -33,6 +33,7 @@ from .._catalogue import (
     RECIPE_OPTIONS,
     RECIPES,
     ROLLBACK_DEFAULTS,
+    TRACKERS,
     get_recipe,
 )
 from .._validate import ArgumentError
@@ -124,6 +125,29 @@ _RUN_KEYS = {
     "on_nonfinite": _ON_NONFINITE,
     "rollback_lr_factor": _ROLLBACK_LR_FACTOR,
     "max_rollbacks": _MAX_ROLLBACKS,
+}
+
+# Experiment trackers (sciml.train.*Tracker), both kinds of config.
+_LOG = {
+    "trackers": Option(
+        list,
+        [],
+        item_type=str,
+        check=lambda names: len(set(names)) == len(names) and all(n in TRACKERS for n in names),
+        allowed="distinct names of tensorboard, wandb, mlflow (none: [])",
+        help="send every record to these trackers too (extras: pip install "
+        "'sciml[tensorboard]' etc.); tensorboard writes RUN/tensorboard",
+    ),
+    "project": Option(
+        str, "sciml", check=bool, allowed="a non-empty name", help="W&B project, MLflow experiment"
+    ),
+    "wandb_mode": Option(
+        str,
+        "default",
+        choices=("default", "online", "offline", "disabled"),
+        help="W&B mode (default: wandb's own setting, e.g. WANDB_MODE)",
+    ),
+    "mlflow_uri": Option(str, "", help="MLflow tracking URI (empty: MLflow's default, ./mlruns)"),
 }
 
 _OPTIMIZER = Option(
@@ -328,6 +352,7 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
         "batch_size": Option(int, 50, check=_positive, allowed=">= 1"),
         "plot_samples": Option(int, 3, check=_nonnegative, allowed=">= 0"),
     },
+    "log": _LOG,
     "uncertainty": {
         "calibration": Option(
             int,
@@ -505,6 +530,7 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
         "checkpoint_every": Option(int, 0, check=_nonnegative, allowed=">= 0 (0: eval_every)"),
         **_RUN_KEYS,
     },
+    "log": _LOG,
 }
 
 
@@ -1288,11 +1314,28 @@ def validate_config(raw: dict, *, check_data: bool = True) -> dict:
     the stored config of a run, checked when the run started, whose files may be gone)."""
     kind = raw.get("kind", "operator")
     if kind == "pinn":
-        return _validate_pinn(raw, check_data)
-    config = _validate(raw, SCHEMA)
+        config = _validate_pinn(raw, check_data)
+    else:
+        config = _validate(raw, SCHEMA)
+        if check_data:
+            _cross_checks(raw, config)
     if check_data:
-        _cross_checks(raw, config)
+        _check_trackers(config["log"]["trackers"])
     return config
+
+
+def _check_trackers(names: list[str]) -> None:
+    """Each tracker's package must be importable before a run starts."""
+    import importlib.util
+
+    for name in names:
+        module, extra = TRACKERS[name]
+        if importlib.util.find_spec(module) is None:
+            raise _fail(
+                "log.trackers",
+                names,
+                f"the {name} tracker needs the {module} package: pip install 'sciml[{extra}]'",
+            )
 
 
 def load_config(path: str | Path, overrides: list[str] = (), *, check_data: bool = True) -> dict:

@@ -31,6 +31,7 @@ from .datasets import (
     split_arrays,
     task_arrays,
 )
+from .tracking import run_trackers
 
 
 def _fno(config: dict, in_channels: int, out_channels: int, *, key) -> operators.FNO:
@@ -298,25 +299,27 @@ def run_operator(
         )
 
     start = time.perf_counter()
-    model, history = train.fit(
-        model,
-        loss_fn,
-        train_data,
-        optimizer=optimizer,
-        epochs=train_cfg["epochs"],
-        batch_size=train_cfg["batch_size"],
-        eval_data=(x_test, y_test),
-        eval_metrics=eval_metrics,
-        eval_every=train_cfg["eval_every"],
-        key=train_key,
-        run_dir=run_dir,
-        checkpoint_every=train_cfg["checkpoint_every"],
-        keep_checkpoints=train_cfg["keep_checkpoints"],
-        resume=resume,
-        progress=progress,
-        mesh=mesh,
-        **nonfinite,
-    )
+    with run_trackers(config, run_dir) as trackers:
+        model, history = train.fit(
+            model,
+            loss_fn,
+            train_data,
+            optimizer=optimizer,
+            epochs=train_cfg["epochs"],
+            batch_size=train_cfg["batch_size"],
+            eval_data=(x_test, y_test),
+            eval_metrics=eval_metrics,
+            eval_every=train_cfg["eval_every"],
+            key=train_key,
+            run_dir=run_dir,
+            checkpoint_every=train_cfg["checkpoint_every"],
+            keep_checkpoints=train_cfg["keep_checkpoints"],
+            resume=resume,
+            progress=progress,
+            mesh=mesh,
+            callback=train.chain_callbacks(*trackers),
+            **nonfinite,
+        )
     train_time = time.perf_counter() - start
 
     eval_batch = config["eval"]["batch_size"]

@@ -21,10 +21,11 @@ from .. import pinn
 from .._atomic import atomic_write_bytes
 from .._catalogue import FIELD_ACTIVATIONS, OPTIMIZERS, PINN_OPTIMIZERS, resolve
 from ..fields import MLP, PIG
+from ..train import chain_callbacks, load_model_file, save_model_file
 from ..train import is_writer as train_is_writer
-from ..train import load_model_file, save_model_file
 from .config import nonfinite_options
 from .errors import ConfigError, show_path
+from .tracking import run_trackers
 from .user_problem import (
     UserProblem,
     build_user_problem,
@@ -149,34 +150,38 @@ def run_pinn(
             learning_rate=schedule
         )
     start, cpu_start = time.perf_counter(), time.process_time()
-    model, history = pinn.solve(
-        problem,
-        model,
-        key=point_key,
-        steps=train["steps"],
-        lbfgs_steps=train["lbfgs_steps"],
-        optimizer=optimizer,
-        num_points=num_points(config, problem, user.num_points if user else None),
-        method=train["sampler"],
-        resample_every=train["resample_every"] or None,
-        adaptive={} if train["adaptive"] else None,
-        weights=weights,
-        balancing=train["balancing"],
-        balance_every=train["balance_every"],
-        eval_every=train["eval_every"],
-        dtype=dtype,
-        run_dir=run_dir,
-        checkpoint_every=train["checkpoint_every"] or None,
-        keep_checkpoints=train["keep_checkpoints"],
-        resume=resume,
-        progress=train["progress"],
-        mesh=mesh,
-        alignment=train["alignment"],
-        callback=_time_limit(train["time_limit"], train["time_clock"])
-        if train["time_limit"]
-        else None,
-        **nonfinite,
-    )
+    with run_trackers(config, run_dir) as trackers:
+        model, history = pinn.solve(
+            problem,
+            model,
+            key=point_key,
+            steps=train["steps"],
+            lbfgs_steps=train["lbfgs_steps"],
+            optimizer=optimizer,
+            num_points=num_points(config, problem, user.num_points if user else None),
+            method=train["sampler"],
+            resample_every=train["resample_every"] or None,
+            adaptive={} if train["adaptive"] else None,
+            weights=weights,
+            balancing=train["balancing"],
+            balance_every=train["balance_every"],
+            eval_every=train["eval_every"],
+            dtype=dtype,
+            run_dir=run_dir,
+            checkpoint_every=train["checkpoint_every"] or None,
+            keep_checkpoints=train["keep_checkpoints"],
+            resume=resume,
+            progress=train["progress"],
+            mesh=mesh,
+            alignment=train["alignment"],
+            callback=chain_callbacks(
+                _time_limit(train["time_limit"], train["time_clock"])
+                if train["time_limit"]
+                else None,
+                *trackers,
+            ),
+            **nonfinite,
+        )
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     params = eqx.filter(model, eqx.is_inexact_array)
     has_reference = problem.exact is not None or problem.reference is not None

@@ -55,3 +55,4 @@ from ._trackers import MlflowTracker as MlflowTracker
 from ._trackers import TensorBoardTracker as TensorBoardTracker
 from ._trackers import WandbTracker as WandbTracker
 from ._trackers import chain_callbacks as chain_callbacks
+from ._trackers import flatten_config as flatten_config

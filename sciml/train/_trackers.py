@@ -15,11 +15,7 @@ import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-TRACKERS = {
-    "tensorboard": ("tensorboardX", "tensorboard"),
-    "wandb": ("wandb", "wandb"),
-    "mlflow": ("mlflow", "mlflow"),
-}
+from .._catalogue import TRACKERS
 
 
 class MissingTrackerError(ImportError):
