@@ -5,6 +5,7 @@ from collections.abc import Mapping
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 import lineax as lx
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, PyTree
@@ -112,20 +113,31 @@ def _damped_lstsq(jac: Array, r: Array, damping: Array) -> Array:
 
 
 def _damped_gram_solve(jac: Array, r: Array, damping: Array) -> Array:
-    """The same direction as `_damped_lstsq` from the eigendecomposition of the smaller Gram
-    matrix, `J J^T` (`m <= p`: `d = J^T (J J^T + damping I)^+ r`) or `J^T J`: one
-    matrix product and a symmetric eigensolver instead of an SVD of `J` (4-5x faster on a
-    1,280 x 2,241 Jacobian here), at the price of squaring the condition number: singular
-    values below ~sqrt(eps) s_max (1e-8 in float64) count as zero."""
+    """The same direction as `_damped_lstsq` from the smaller Gram matrix, `J J^T` (`m <= p`:
+    `d = J^T (J J^T + damping I)^-1 r`) or `J^T J`: one matrix product and a Cholesky
+    factorisation instead of an SVD of `J` (4x faster on a 1,280 x 2,241 Jacobian here),
+    at the price of squaring the condition number. The damping is raised to at least
+    `n eps max(diag)` so that the factorisation exists in rounding (a Tikhonov term where the
+    SVD would cut singular values below ~sqrt(eps) s_max); should it still fail (a
+    non-finite factor), the eigendecomposition's pseudo-inverse takes over."""
     m, p = jac.shape
-    gram = jac @ jac.T if m <= p else jac.T @ jac
-    w, vectors = jnp.linalg.eigh(gram)
-    cutoff = max(m, p) * jnp.finfo(jac.dtype).eps * w[-1]
-    keep = w > cutoff
-    factors = jnp.where(keep, 1 / jnp.where(keep, w + damping, 1), 0)
-    if m <= p:
-        return jac.T @ (vectors @ (factors * (vectors.T @ r)))
-    return vectors @ (factors * (vectors.T @ (jac.T @ r)))
+    small = m <= p
+    gram = jac @ jac.T if small else jac.T @ jac
+    rhs = r if small else jac.T @ r
+    n = gram.shape[0]
+    eps = jnp.finfo(jac.dtype).eps
+    shift = jnp.maximum(damping, n * eps * jnp.max(jnp.diag(gram)))
+    factor = jnp.linalg.cholesky(gram + shift * jnp.eye(n, dtype=gram.dtype))
+    solution = jax.scipy.linalg.cho_solve((factor, True), rhs)
+
+    def pseudo_inverse():
+        w, vectors = jnp.linalg.eigh(gram)
+        keep = w > n * eps * w[-1]
+        factors = jnp.where(keep, 1 / jnp.where(keep, w + damping, 1), 0)
+        return vectors @ (factors * (vectors.T @ rhs))
+
+    solution = jax.lax.cond(jnp.all(jnp.isfinite(solution)), lambda: solution, pseudo_inverse)
+    return jac.T @ solution if small else solution
 
 
 class NaturalGradient(eqx.Module):
@@ -148,13 +160,14 @@ class NaturalGradient(eqx.Module):
     points' residuals, `jacobian_chunk` points per batch). `"dense"` solves by the SVD of `J`
     as a damped pseudo-inverse: rank-deficient `J` (more parameters than residuals, as usual)
     are fine also with `damping = 0`, and the Gramian's squared condition number is never
-    formed, so singular values down to ~eps s_max count. `"gram"` solves by the
-    eigendecomposition of the smaller of `J J^T`, `J^T J` (the paper's Gramian): 4-5x cheaper
-    than the SVD, singular values below ~sqrt(eps) s_max dropped; the same steps in practice
-    (Poisson, 150 steps: the same losses to 3 digits). `"cg"` never forms `J`: conjugate
-    gradients (`lineax.CG`) on the products `(J^T J + damping I) v` (`jax.linearize` and its
-    transpose), for networks whose `J` would not fit; `max_cg_steps` then also regularises.
-    `"auto"` is `"gram"` up to `dense_limit` trainable parameters, `"cg"` above.
+    formed, so singular values down to ~eps s_max count. `"gram"` solves with the Cholesky
+    factor of the smaller of `J J^T`, `J^T J` (the paper's Gramian), damped by at least
+    `n eps max(diag)`: 4x faster than the SVD on a 1,280 x 2,241 Jacobian here, singular
+    values below ~sqrt(eps) s_max lost; the same steps in practice (Poisson, 150 steps: the
+    same losses to 3 digits). `"cg"` never forms `J`: conjugate gradients (`lineax.CG`) on
+    the products `(J^T J + damping I) v` (`jax.linearize` and its transpose), for networks
+    whose `J` would not fit; `max_cg_steps` then also regularises. `"auto"` is `"gram"` up
+    to `dense_limit` trainable parameters, `"cg"` above.
 
     **Damping.** `damping` is the first step's; with `adaptive` it follows the
     Levenberg-Marquardt rule on the gain ratio `rho = (L(theta) - L(theta')) / (|r|^2 -
