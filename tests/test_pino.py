@@ -331,3 +331,52 @@ def test_wavenumber_conventions_match_solver():
     frames = jnp.broadcast_to(w, (3, s, s))
     r = so.navier_stokes_residual(frames, w[None], nu=nu, forcing=None, dt=1.0)
     np.testing.assert_allclose(r, jnp.broadcast_to(nu * (math.pi * s) ** 2 * w, r.shape), atol=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# Configs: [physics]
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_config_trains_with_the_darcy_physics_loss(tmp_path):
+    """`[physics] pde = "darcy"` trains a quickstart-sized FNO on data + physics, and on the
+    physics alone (`data_weight = 0`); misplaced or contradictory keys are one-line errors."""
+    import json
+    from pathlib import Path
+
+    from sciml._app.config import ConfigError, load_config
+    from sciml._app.experiment import run_experiment
+
+    config_path = Path(__file__).parent.parent / "experiments" / "quickstart.toml"
+    tiny = [
+        "data.resolution=17",
+        "data.solve_resolution=33",
+        "data.n_train=8",
+        "data.n_test=4",
+        "model.modes=[4, 4]",
+        "model.width=8",
+        "model.padding=2",
+        "model.projection_channels=16",
+        "train.batch_size=8",
+        "train.epochs=3",
+        "train.progress=false",
+        "eval.plot_samples=0",
+        f"data.cache_dir={tmp_path / 'data'}",
+    ]
+    both = load_config(config_path, [*tiny, "physics.pde=darcy"])
+    results = run_experiment(both, tmp_path / "both")
+    assert 0 < results["test_relative_l2"] < 2
+    physics_only = load_config(config_path, [*tiny, "physics.pde=darcy", "physics.data_weight=0"])
+    run_experiment(physics_only, tmp_path / "physics")
+    records = [json.loads(line) for line in (tmp_path / "physics" / "metrics.jsonl").open()]
+    assert all(np.isfinite(r["train_loss"]) for r in records)
+
+    for sets, key in [
+        (["physics.weight=2"], "physics.weight"),
+        (["physics.pde=darcy", "physics.weight=0", "physics.data_weight=0"], "physics.weight"),
+        (["physics.pde=darcy", "model.ensemble=2"], "physics.pde"),
+        (["physics.pde=heat"], "physics.pde"),
+    ]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_config(config_path, [*tiny, *sets])

@@ -353,6 +353,22 @@ SCHEMA: dict[str, dict[str, Option] | Option] = {
         "plot_samples": Option(int, 3, check=_nonnegative, allowed=">= 0"),
     },
     "log": _LOG,
+    "physics": {
+        "pde": Option(
+            str,
+            "none",
+            choices=("none", "darcy"),
+            help="a physics loss on the outputs (PINO, sciml.operators.pino_loss): darcy: "
+            "-div(a grad u) = physics.forcing with u = 0 on the boundary, for 2-D node-grid "
+            "data of one input channel (a) and one output channel (u)",
+        ),
+        "weight": Option(float, 1.0, check=_nonnegative, allowed=">= 0", help="physics term"),
+        "data_weight": Option(
+            float, 1.0, check=_nonnegative, allowed=">= 0 (0: physics only)", help="data term"
+        ),
+        "boundary_weight": Option(float, 1.0, check=_nonnegative, allowed=">= 0"),
+        "forcing": Option(float, 1.0, help="the constant right-hand side f"),
+    },
     "uncertainty": {
         "calibration": Option(
             int,
@@ -1163,9 +1179,37 @@ def _cross_checks(raw: dict, config: dict) -> None:
             f"allowed at most data.n_train = {config['data']['n_train']}",
         )
     _check_uncertainty(config)
+    _check_physics(config, shape)
     for key in _PATH_KEYS:  # the resolved config (run.json, --resume) works from anywhere
         if data[key]:
             data[key] = os.path.abspath(data[key])
+
+
+def _check_physics(config: dict, shape: DataShape) -> None:
+    physics = config["physics"]
+    if physics["pde"] == "none":
+        changed = [
+            k
+            for k in ("weight", "data_weight", "boundary_weight", "forcing")
+            if _changed(config, "physics", k)
+        ]
+        if changed:
+            raise _fail(f"physics.{changed[0]}", physics[changed[0]], "needs physics.pde")
+        return
+    if shape.dims != 2 or shape.grid != "nodes" or config["task"]["kind"] != "direct":
+        raise _fail(
+            "physics.pde",
+            physics["pde"],
+            "darcy needs 2-D data on a grid of nodes with its boundary and task.kind = "
+            f"'direct' (this config: {shape.dims}-D, {shape.grid} grid, task.kind = "
+            f"{config['task']['kind']!r})",
+        )
+    if physics["weight"] == 0 and physics["data_weight"] == 0:
+        raise _fail("physics.weight", 0.0, "physics.weight and physics.data_weight are both 0")
+    if config["model"]["ensemble"] > 1:
+        raise _fail(
+            "physics.pde", physics["pde"], "a physics loss trains one model (model.ensemble = 1)"
+        )
 
 
 def _min_calibration(level: float) -> int:

@@ -151,6 +151,28 @@ def _rows(array, start: int, stop: int):
     return array[start:stop]
 
 
+def physics_loss(config: dict, metric, x_train, y_train):
+    """The training loss: `metric` over the batch, or with `[physics]` the PINO loss
+    (`sciml.operators.pino_loss`) of the data term and the PDE residual."""
+    physics = config["physics"]
+    if physics["pde"] == "none":
+        return train.batch_loss(metric)
+    if x_train.shape[1] != 1 or y_train.shape[1] != 1:
+        raise ConfigError(
+            f"config key 'physics.pde' = 'darcy' is invalid: it needs one input channel (a) and "
+            f"one output channel (u), the data have {x_train.shape[1]} and {y_train.shape[1]}"
+        )
+    pde = functools.partial(
+        operators.darcy_loss, f=physics["forcing"], boundary_weight=physics["boundary_weight"]
+    )
+    return operators.pino_loss(
+        pde,
+        data_weight=physics["data_weight"],
+        physics_weight=physics["weight"],
+        data_metric=metric,
+    )
+
+
 def build_optimizer(train_cfg: dict, steps_per_epoch: int) -> optax.GradientTransformation:
     """`train.optimizer` (Adam or SOAP) with L2 weight decay (added to the gradient, as in the
     FNO paper's PyTorch Adam), and the configured learning-rate schedule counted in optimizer
@@ -290,7 +312,7 @@ def run_operator(
     model = build_normalized_model(config, x_train, y_train, key=model_key)
     steps_per_epoch = math.ceil(n_train / train_cfg["batch_size"])
     optimizer = build_optimizer(train_cfg, steps_per_epoch)
-    loss_fn = train.batch_loss(metrics[train_cfg["loss"]])
+    loss_fn = physics_loss(config, metrics[train_cfg["loss"]], x_train, y_train)
     train_data = (x_train, y_train)
     members = config["model"]["ensemble"]
     if members > 1:
