@@ -68,6 +68,8 @@ def _page(site: pathlib.Path, name: str) -> str:
         ("api/data", ["OnDiskArray", "OnDiskArray.subset", "Dataset.close"]),
         ("api/train", ["fit", "train_step", "init_optimizer", "batches", "save_checkpoint"]),
         ("api/pinn", ["solve", "Problem", "Dirichlet", "benchmarks.helmholtz_2d"]),
+        ("api/uq", ["Ensemble", "calibrate", "conserve", "integral_constraint"]),
+        ("api/operators", ["pino_loss", "darcy_residual", "fine_tune"]),
     ],
 )
 def test_api_pages_document_the_public_names(site, page, names):
