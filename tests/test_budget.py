@@ -77,6 +77,7 @@ def test_a_streamed_dataset_counts_on_disk_not_in_memory():
         ("model.projection_channels=1000000000", "model.projection_channels"),
         ("model.depth=100000000", "model.depth"),
         ("data.n_train=1000000000000", "data.n_train"),
+        ("model.ensemble=1000000", "model.ensemble"),  # every member is held and run at once
     ],
 )
 def test_reported_sizes_are_refused_naming_the_key(override, key):

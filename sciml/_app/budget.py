@@ -94,6 +94,7 @@ OPERATOR_SIZE_KEYS = (
     "model.trunk_widths",
     "model.basis",
     "model.sensors",
+    "model.ensemble",
     "train.batch_size",
     "eval.batch_size",
     "eval.plot_samples",
@@ -376,12 +377,14 @@ def _estimate_operator(config: Mapping) -> Estimate:
         memory["data generation"] = needs.generation
 
     sizes, calls, channels, spatial = _operator_model(config)
-    memory["model"] = STATE_COPIES * FLOAT32 * sizes.params
+    # A deep ensemble holds and runs every member at once (one vmapped model).
+    members = config["model"].get("ensemble", 1)
+    memory["model"] = STATE_COPIES * FLOAT32 * sizes.params * members
     points = math.prod(spatial)
     batch = train["batch_size"]
-    samples = batch * (sum(channels) * points + calls * sizes.train)
+    samples = batch * (sum(channels) * points + calls * sizes.train * members)
     seen = min(max(evaluation.get("batch_size", 0), evaluation.get("plot_samples", 0)), n_test)
-    evaluated = seen * (sum(channels) * points + calls * sizes.forward)
+    evaluated = seen * (sum(channels) * points + calls * sizes.forward * members)
     memory["one batch"] = FLOAT32 * (max(samples, evaluated) + sizes.shared)
 
     layers = sizes.layers * calls
@@ -396,6 +399,7 @@ def _estimate_operator(config: Mapping) -> Estimate:
             "train.epochs x batches per epoch (optimizer steps)",
         ),
         *_model_axes(config["model"]),
+        *((("model.ensemble", members, "members"),) if members > 1 else ()),
     )
     return Estimate(
         memory=memory,
