@@ -3,8 +3,7 @@ gradient and L-BFGS, over seeds.
 
 Each run is one `sciml run` subprocess of `experiments/pinn_<problem>.toml` with the same model
 and points for every optimiser, `train.time_limit` seconds of training (the run stops at the
-first record past it), and `train.optimizer` set (`lbfgs`: no first-order steps, L-BFGS
-iterations only). Prints a markdown table: mean, best and worst relative L2 over seeds at the
+first record past it), and `train.optimizer` set (`lbfgs`: L-BFGS iterations only). Prints a markdown table: mean, best and worst relative L2 over seeds at the
 end of the budget, and steps done; one JSON line per run is appended to `--out`.
 
 The budget is process CPU time (`train.time_clock = "cpu"`): the runs are single-threaded
@@ -65,10 +64,7 @@ def run_one(problem, optimizer, seed, seconds, runs_dir, extra):
     ]
     if optimizer == "natural_gradient":  # 0.3-20 s a step: records (and the limit) every step
         sets += ["train.eval_every=1"]
-    if optimizer == "lbfgs":
-        sets += ["train.steps=0", "train.lbfgs_steps=1000000"]
-    else:
-        sets += [f"train.optimizer={optimizer}"]
+    sets += [f"train.optimizer={optimizer}"]  # lbfgs: train.steps L-BFGS iterations
     args = [sys.executable, "-m", "sciml", "run", str(config), "--runs-dir", str(runs_dir)]
     for item in sets + list(extra):
         args += ["--set", item]

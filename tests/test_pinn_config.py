@@ -144,3 +144,18 @@ def test_time_limit_stops_at_the_first_record_and_alignment_is_recorded(tmp_path
     assert -1.0 <= record["alignment"] <= 1.0
     assert record["alignment"] == pytest.approx(record["cos_residual_boundary"])
     assert record["grad_norm_residual"] > 0 and record["grad_norm_boundary"] > 0
+
+
+def test_lbfgs_as_the_optimizer_runs_every_iteration_as_lbfgs(tmp_path):
+    """`train.optimizer = "lbfgs"`: train.steps + train.lbfgs_steps L-BFGS iterations and no
+    first-order phase, so that one `--sweep train.optimizer=...` compares all four."""
+    from sciml._app.config import load_config
+    from sciml._app.experiment import run_experiment
+
+    config = load_config(
+        REPO / "experiments" / "pinn_poisson.toml", [*TINY, "train.optimizer=lbfgs"]
+    )
+    results = run_experiment(config, tmp_path / "run")
+    assert (results["steps"], results["lbfgs_steps"]) == (0, 50)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert {r["phase"] for r in records} == {"lbfgs"} and records[-1]["step"] == 50

@@ -160,10 +160,12 @@ _OPTIMIZER = Option(
 _PINN_OPTIMIZER = Option(
     str,
     next(iter(OPTIMIZERS)),
-    choices=tuple(OPTIMIZERS) + tuple(PINN_OPTIMIZERS),
-    help="adam, soap (sciml.train.soap), or natural_gradient (energy natural gradient / "
+    choices=(*OPTIMIZERS, *PINN_OPTIMIZERS, "lbfgs"),
+    help="adam, soap (sciml.train.soap), natural_gradient (energy natural gradient / "
     "Gauss-Newton with a line search, sciml.pinn.NaturalGradient; train.learning_rate unused) "
-    "for the train.steps",
+    "for the train.steps, or lbfgs (train.steps + train.lbfgs_steps L-BFGS iterations, no "
+    "first-order phase), so that --sweep train.optimizer=adam,soap,natural_gradient,lbfgs "
+    "compares them",
 )
 
 _KIND = Option(

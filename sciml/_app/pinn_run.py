@@ -143,7 +143,10 @@ def run_pinn(
     schedule = optax.exponential_decay(
         train["learning_rate"], train["decay_steps"], train["decay_rate"]
     )
-    if train["optimizer"] in PINN_OPTIMIZERS:
+    steps, lbfgs_steps = train["steps"], train["lbfgs_steps"]
+    if train["optimizer"] == "lbfgs":  # every iteration L-BFGS
+        steps, lbfgs_steps, optimizer = 0, steps + lbfgs_steps, None
+    elif train["optimizer"] in PINN_OPTIMIZERS:
         optimizer = resolve(PINN_OPTIMIZERS[train["optimizer"]])()
     else:
         optimizer = optax.inject_hyperparams(resolve(OPTIMIZERS[train["optimizer"]]))(
@@ -155,8 +158,8 @@ def run_pinn(
             problem,
             model,
             key=point_key,
-            steps=train["steps"],
-            lbfgs_steps=train["lbfgs_steps"],
+            steps=steps,
+            lbfgs_steps=lbfgs_steps,
             optimizer=optimizer,
             num_points=num_points(config, problem, user.num_points if user else None),
             method=train["sampler"],
@@ -187,8 +190,8 @@ def run_pinn(
     has_reference = problem.exact is not None or problem.reference is not None
     results = {
         "test_relative_l2": pinn.relative_error(model, problem) if has_reference else None,
-        "steps": train["steps"],
-        "lbfgs_steps": train["lbfgs_steps"],
+        "steps": steps,
+        "lbfgs_steps": lbfgs_steps,
         "steps_done": history[-1]["step"] if history else 0,
         "train_time_s": round(elapsed, 2),
         "train_cpu_s": round(cpu, 2),
