@@ -3,12 +3,14 @@ gradient and L-BFGS, over seeds.
 
 Each run is one `sciml run` subprocess of `experiments/pinn_<problem>.toml` with the same model
 and points for every optimiser, `train.time_limit` seconds of training (the run stops at the
-first record past it), and `train.optimizer` set (`lbfgs`: L-BFGS iterations only). Prints a markdown table: mean, best and worst relative L2 over seeds at the
-end of the budget, and steps done; one JSON line per run is appended to `--out`.
+first record past it), and `train.optimizer` set (`lbfgs`: L-BFGS iterations only). Prints a
+markdown table: mean, best and worst relative L2 over seeds at the end of the budget, and
+steps done; one JSON line per run is appended to `--out`.
 
-The budget is process CPU time (`train.time_clock = "cpu"`): the runs are single-threaded
-(XLA_FLAGS set here), so a run's CPU time is the wall time it would take on an idle core,
-whatever else the machine runs.
+The budget is the process's CPU time, all threads counted (`train.time_clock = "cpu"`), so
+that every optimiser gets the same compute whatever else the machine runs. XLA's Eigen
+thread pool is off here (XLA_FLAGS), yet a run still keeps ~1.5 cores busy at times: its wall
+time is shorter than its budget.
 
     .venv/bin/python experiments/optimizer_table.py --problems poisson burgers \\
         --seeds 0 1 2 --seconds 60 --out runs/optimizer_table.jsonl
