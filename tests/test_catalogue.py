@@ -105,7 +105,9 @@ def test_optimizers_resolve_to_optax_factories():
         assert isinstance(factory(1e-3), optax.GradientTransformation), name
     pinn_only = tuple(catalogue.PINN_OPTIMIZERS)
     assert SCHEMA["train"]["optimizer"].choices == tuple(catalogue.OPTIMIZERS)
-    assert PINN_SCHEMA["train"]["optimizer"].choices == tuple(catalogue.OPTIMIZERS) + pinn_only
+    # PINN configs also take "lbfgs": no first-order phase, every iteration L-BFGS.
+    choices = (*catalogue.OPTIMIZERS, *pinn_only, "lbfgs")
+    assert PINN_SCHEMA["train"]["optimizer"].choices == choices
     for schema in (SCHEMA, PINN_SCHEMA):
         assert schema["train"]["optimizer"].default == "adam"
     for reference in catalogue.PINN_OPTIMIZERS.values():
