@@ -10,6 +10,7 @@
   dataset recipes and files.
 - `sciml.train`: losses, normalizers, batching, `train_step`, checkpoints, plots, `fit` and
   multi-device meshes (`make_mesh`, `shard_batch`).
+- `sciml.gp`: Gaussian-process PDE solvers on grids (Kronecker algebra of product kernels).
 - `sciml.interop`: Flax (NNX and Linen) models as sciml models and back.
 - `sciml.uq`: uncertainty for operators: deep ensembles as one vmapped model, split-conformal
   prediction bands and their calibration.
@@ -23,12 +24,23 @@ from typing import TYPE_CHECKING
 # import train`): `import sciml` and the command line's start-up (`sciml --help`, a config
 # error) then load neither JAX nor Flax, diffrax or matplotlib, and `sciml run` only what it
 # uses. Type checkers and the API docs see the eager imports below.
-_SUBPACKAGES = ("data", "derivatives", "fields", "interop", "operators", "pinn", "train", "uq")
+_SUBPACKAGES = (
+    "data",
+    "derivatives",
+    "fields",
+    "gp",
+    "interop",
+    "operators",
+    "pinn",
+    "train",
+    "uq",
+)
 
 if TYPE_CHECKING:
     from . import data as data
     from . import derivatives as derivatives
     from . import fields as fields
+    from . import gp as gp
     from . import interop as interop
     from . import operators as operators
     from . import pinn as pinn

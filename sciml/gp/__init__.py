@@ -1,0 +1,12 @@
+"""Gaussian-process solvers for PDEs (GP-HM, Fang et al., ICLR 2024), built on Kronecker
+algebra: on a grid with a product kernel the covariance is a Kronecker product of small
+per-dimension matrices, so products, solves and log-determinants never form the N x N
+matrix.
+
+- `kron_matvec`, `kron_solve`, `kron_logdet`: (A_1 x ... x A_d) v, (A_1 x ... x A_d +
+  noise I)^-1 v and log det of it, from the factors alone.
+"""
+
+from ._kronecker import kron_logdet as kron_logdet
+from ._kronecker import kron_matvec as kron_matvec
+from ._kronecker import kron_solve as kron_solve
