@@ -3,10 +3,13 @@ algebra: on a grid with a product kernel the covariance is a Kronecker product o
 per-dimension matrices, so products, solves and log-determinants never form the N x N
 matrix.
 
+- `SpectralMixture`: GP-HM's kernel of one coordinate (a Gaussian mixture power spectrum),
+  with derivatives of any order (Taylor mode) for differential operators.
 - `kron_matvec`, `kron_solve`, `kron_logdet`: (A_1 x ... x A_d) v, (A_1 x ... x A_d +
   noise I)^-1 v and log det of it, from the factors alone.
 """
 
+from ._kernels import SpectralMixture as SpectralMixture
 from ._kronecker import kron_logdet as kron_logdet
 from ._kronecker import kron_matvec as kron_matvec
 from ._kronecker import kron_solve as kron_solve
