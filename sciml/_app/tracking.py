@@ -15,10 +15,11 @@ def run_trackers(config: dict, run_dir: Path) -> Iterator[list[train.AbstractTra
     run), closed when the run ends, also by an error. W&B and MLflow runs are named after
     the run directory and get the resolved config as hyperparameters."""
     log = config["log"]
-    hyper = train.flatten_config(config)
+    names = log["trackers"] if train.is_writer() else []
+    hyper = train.flatten_config(config) if names else {}
     with contextlib.ExitStack() as stack:
         trackers = []
-        for name in log["trackers"] if train.is_writer() else []:
+        for name in names:
             if name == "tensorboard":
                 tracker = train.TensorBoardTracker(run_dir / "tensorboard", config=hyper)
             elif name == "wandb":

@@ -11,13 +11,11 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
+from .._validate import check_int
+
 
 def _check_members(num_members: Any) -> int:
-    if isinstance(num_members, bool) or not isinstance(num_members, int | np.integer):
-        raise ValueError(f"`num_members` must be an integer >= 1, got {num_members!r}.")
-    if num_members < 1:
-        raise ValueError(f"`num_members` must be an integer >= 1, got {num_members}.")
-    return int(num_members)
+    return check_int("num_members", num_members, 1)
 
 
 class Ensemble(eqx.Module):
