@@ -376,12 +376,16 @@ def run_operator(
     if members > 1:
         results["ensemble"] = members
     if n_cal:
-        bands = calibrate_bands(config, model, x_cal, y_cal)
+        # One prediction of each set serves the bands, the coverage and the curve.
+        batch_size = config["eval"]["batch_size"]
+        cal = (*predict_mean_std(model, x_cal, batch_size=batch_size), y_cal)
+        test = (*predict_mean_std(model, x_test, batch_size=batch_size), y_test)
+        bands = calibrate_bands(config, *cal)
         if train.is_writer():
             write_bands(run_dir, bands)
-        results.update(band_metrics(config, model, bands, x_test, y_test))
+        results.update(band_metrics(bands, *test))
         if train.is_writer():
-            plot_calibration_curve(config, model, (x_cal, y_cal), (x_test, y_test), run_dir)
+            plot_calibration_curve(config, cal, test, run_dir)
     atomic_write_bytes(run_dir / "results.json", (json.dumps(results, indent=2) + "\n").encode())
 
     num = config["eval"]["plot_samples"]
@@ -418,19 +422,18 @@ def predict_mean_std(model, x, *, batch_size: int) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(means), np.concatenate(stds)
 
 
-def _scores(model, x, y, *, batch_size: int) -> np.ndarray:
+def _scores(mean, std, y) -> np.ndarray:
     from ..uq import conformity_scores
 
-    mean, std = predict_mean_std(model, x, batch_size=batch_size)
     return np.asarray(conformity_scores(np.asarray(y, np.float32), mean, std, eps=_EPS))
 
 
-def calibrate_bands(config: dict, model, x_cal, y_cal):
-    """Split-conformal bands per grid point at `uncertainty.levels`, calibrated on the held-out
-    samples (scores normalised by the ensemble's spread, or absolute residuals)."""
+def calibrate_bands(config: dict, mean, std, y_cal):
+    """Split-conformal bands per grid point at `uncertainty.levels`, calibrated on the
+    held-out samples' predictions `mean` (and the ensemble's spread `std`, else `None`:
+    absolute residuals) and targets `y_cal`."""
     from ..uq import calibrate
 
-    mean, std = predict_mean_std(model, x_cal, batch_size=config["eval"]["batch_size"])
     return calibrate(
         np.asarray(y_cal, np.float32),
         mean,
@@ -444,11 +447,10 @@ def _level_name(level: float) -> str:
     return f"{100 * level:.10g}"
 
 
-def band_metrics(config: dict, model, bands, x, y) -> dict[str, float]:
+def band_metrics(bands, mean, std, y) -> dict[str, float]:
     """`test_coverage_<level %>`: the fraction of the test points inside their band, and
-    `test_band_width_<level %>`: the band's mean width (physical units), per level."""
-    batch_size = config["eval"]["batch_size"]
-    mean, std = predict_mean_std(model, x, batch_size=batch_size)
+    `test_band_width_<level %>`: the band's mean width (physical units), per level, for
+    predictions `mean` (`std`: the ensemble's spread or `None`) of targets `y`."""
     target = np.asarray(y, np.float32)
     inside = np.asarray(bands.contains(target, mean, std))
     lower, upper = bands(mean, std)
@@ -462,14 +464,13 @@ def band_metrics(config: dict, model, bands, x, y) -> dict[str, float]:
 CALIBRATION_LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 
 
-def plot_calibration_curve(config: dict, model, cal, test, run_dir: Path) -> None:
+def plot_calibration_curve(config: dict, cal, test, run_dir: Path) -> None:
     """`plots/calibration.png`: test coverage against nominal coverage, 5% to 95% and the
-    configured levels."""
+    configured levels; `cal` and `test` are `(mean, std, targets)` of the two sets."""
     from ..uq import calibration_curve, min_calibration, plot_calibration
 
-    batch_size = config["eval"]["batch_size"]
-    cal_scores = _scores(model, *cal, batch_size=batch_size)
-    test_scores = _scores(model, *test, batch_size=batch_size)
+    cal_scores = _scores(*cal)
+    test_scores = _scores(*test)
     n = len(cal_scores)
     levels = sorted({*CALIBRATION_LEVELS, *config["uncertainty"]["levels"]})
     levels = [level for level in levels if min_calibration(level) <= n]
@@ -659,7 +660,8 @@ def evaluate_run(
     bands = read_bands(run_dir)
     # The bands hold one threshold per point of the calibration grid: scored on that grid only.
     if bands is not None and tuple(y.shape[1:]) == tuple(bands.quantiles.shape[1:]):
-        out.update(band_metrics(config, model, bands, x, y))
+        mean, std = predict_mean_std(model, x, batch_size=config["eval"]["batch_size"])
+        out.update(band_metrics(bands, mean, std, y))
     return out
 
 
