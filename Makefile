@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/sciml run $(CONFIG)
 
+# A worker that crashes (a segfault in a compiler, say) fails the run at once and names its
+# test: pytest-xdist's loadgroup scheduler never finishes once it replaces a crashed worker.
+# No test may run longer than 15 minutes (the slowest takes about 2 on a quiet machine).
 test: $(STAMP)
 	$(BIN)/ruff check sciml tests experiments
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup --max-worker-restart=0 --timeout=900 --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check sciml tests experiments
