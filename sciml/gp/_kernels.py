@@ -92,3 +92,37 @@ class SpectralMixture(eqx.Module):
         lags = x[:, None] - y[None, :]
         values = jax.vmap(jax.vmap(lambda t: self.derivative(t, dx + dy)))(lags)
         return (-1) ** dy * values
+
+    def series(self, tau: ArrayLike, order: int) -> Array:
+        r"""`[k(tau), k'(tau), ..., k^(order)(tau)]` elementwise, in closed form: each
+        component is $\mathrm{Re}\, w e^{g(\tau)}$ with $g(\tau) = -a \tau^2 + i b \tau$, so
+        its $j$-th derivative is $\mathrm{Re}\, w e^{g} P_j(g')$ with $P_0 = 1$ and
+        $P_{j+1}(y) = y P_j(y) + g'' P_j'(y)$ ($g'' = -2a$ is constant): a few complex
+        products instead of a Taylor-mode pass. Shape `(order + 1, *tau.shape)`."""
+        tau = jnp.asarray(tau)[..., None]
+        a = 2 * jnp.pi**2 * jnp.exp(2 * self.log_scales)
+        b = 2 * jnp.pi * self.means
+        slope = -2 * a * tau + 1j * b
+        wave = jnp.exp(self.log_weights - a * tau**2 + 1j * b * tau)
+        coefficients = [jnp.ones_like(a)]  # P_j as coefficients of powers of g'
+        out = []
+        for _ in range(order + 1):
+            poly = sum(c * slope**k for k, c in enumerate(coefficients))
+            out.append(jnp.sum(jnp.real(wave * poly), axis=-1))
+            shifted = [jnp.zeros_like(a), *coefficients]
+            derived = [k * c for k, c in enumerate(coefficients)][1:] + [jnp.zeros_like(a)] * 2
+            coefficients = [s + -2 * a * d for s, d in zip(shifted, derived, strict=True)]
+        return jnp.stack(out)
+
+    def grams(self, x: Float[ArrayLike, " n"], y: Float[ArrayLike, " m"], order: int) -> Array:
+        """`[gram(x, y, dx=j) for j in 0..order]` stacked, from `series`."""
+        x, y = jnp.asarray(x), jnp.asarray(y)
+        return self.series(x[:, None] - y[None, :], order)
+
+    def toeplitz(self, n: int, step: float, order: int) -> Array:
+        """`grams(x, x, order)` for `n` equispaced nodes `x_i = x_0 + i step`: the lags take
+        only `2n - 1` values, so the kernel is evaluated on those and gathered (Toeplitz)."""
+        lags = (jnp.arange(2 * n - 1) - (n - 1)) * step
+        values = self.series(lags, order)
+        index = jnp.arange(n)[:, None] - jnp.arange(n)[None, :] + (n - 1)
+        return values[:, index]

@@ -13,6 +13,21 @@ are consistent to rounding.
 | `flow_mixing` | u_t + a u_x + b u_y = 0 | [-4, 4]^2 x [0, 4] | exact |
 | `nonlinear_diffusion` | `u_t = a (|grad u|^2 + u Lap u)` | [-1, 1]^2 x [0, 1] | finite diff. |
 | `allen_cahn` | u_t - eps u_xx + 5 u^3 - 5 u = 0 | [-1, 1] x [0, 1], periodic | spectral |
+
+High-frequency and multi-scale cases of GP-HM (Fang et al., ICLR 2024), each with its exact
+solution and Dirichlet data from it (`sciml.gp` solves them; PINNs and PIGs struggle):
+
+| name | PDE | domain | solution |
+| --- | --- | --- | --- |
+| `poisson_1d_sin_100x` | u'' = f | [0, 2 pi] | sin(100 x) |
+| `poisson_1d_sin_6x_cos_100x` | u'' = f | [0, 2 pi] | sin(6 x) cos(100 x) |
+| `poisson_1d_x_sin_200x` | u'' = f | [0, 2 pi] | x sin(200 x) |
+| `poisson_1d_multiscale` | u'' = f | [0, 1] | sin(x) + 0.1 sin(20 x) + 0.05 cos(100 x) |
+| `poisson_1d_sin_500x` | u'' = f | [0, 1] | sin(500 x) - 2 (x - 0.5)^2 |
+| `allen_cahn_1d_sin_100x` | u'' + u (u^2 - 1) = f | [0, 2 pi] | sin(100 x) |
+| `allen_cahn_1d_sin_6x_cos_100x` | u'' + u (u^2 - 1) = f | [0, 2 pi] | sin(6 x) cos(100 x) |
+| `poisson_2d_sin_100x` | Lap u = f | [0, 2 pi]^2 | sin(100 x) sin(100 y) |
+| `advection_sin` | u_t + 200 u_x = 0 | [0, 1] x [0, 1] | sin(x - 200 t) |
 """
 
 from collections.abc import Callable
@@ -188,6 +203,86 @@ def allen_cahn(
     )
 
 
+def _manufactured(exact: Callable, operator: Callable, domain, conditions=None, **extra) -> Problem:
+    """A `Problem` whose source is `operator(exact, x)` (same autodiff as the residual), with
+    Dirichlet data from `exact` on the whole boundary unless `conditions` are given."""
+    source = lambda x: operator(exact, x)
+    return Problem(
+        residual=lambda u, x: operator(lambda y: jnp.squeeze(u(y)), x) - source(x),
+        domain=domain,
+        conditions=conditions or {"boundary": Dirichlet(exact)},
+        exact=exact,
+        **extra,
+    )
+
+
+_POISSON_1D: dict[str, tuple[Callable, float]] = {
+    "sin_100x": (lambda x: jnp.sin(100 * x[0]), 2 * np.pi),
+    "sin_6x_cos_100x": (lambda x: jnp.sin(6 * x[0]) * jnp.cos(100 * x[0]), 2 * np.pi),
+    "x_sin_200x": (lambda x: x[0] * jnp.sin(200 * x[0]), 2 * np.pi),
+    "multiscale": (
+        lambda x: jnp.sin(x[0]) + 0.1 * jnp.sin(20 * x[0]) + 0.05 * jnp.cos(100 * x[0]),
+        1.0,
+    ),
+    "sin_500x": (lambda x: jnp.sin(500 * x[0]) - 2 * (x[0] - 0.5) ** 2, 1.0),
+}
+
+
+def _second_derivative(u: Callable, x):
+    return differential_operator(u, x, {(2,): 1.0})
+
+
+def _poisson_1d(case: str) -> Callable[[], Problem]:
+    exact, length = _POISSON_1D[case]
+
+    def factory() -> Problem:
+        return _manufactured(exact, _second_derivative, Box([0.0], [length]))
+
+    factory.__doc__ = f"`u'' = f` on `[0, {length:.4g}]`, `u = {case}` (GP-HM's 1-D Poisson)."
+    return factory
+
+
+def _allen_cahn_1d(case: str) -> Callable[[], Problem]:
+    exact, length = _POISSON_1D[case]
+    operator = lambda u, x: _second_derivative(u, x) + u(x) * (u(x) ** 2 - 1)
+
+    def factory() -> Problem:
+        return _manufactured(exact, operator, Box([0.0], [length]))
+
+    factory.__doc__ = (
+        f"`u'' + u (u^2 - 1) = f` on `[0, {length:.4g}]`, `u = {case}` (GP-HM's steady 1-D "
+        "Allen-Cahn)."
+    )
+    return factory
+
+
+def poisson_2d_sin_100x() -> Problem:
+    """`Lap u = f` on `[0, 2 pi]^2` with `u = sin(100 x) sin(100 y)` (GP-HM's 2-D Poisson)."""
+    exact = lambda x: jnp.sin(100 * x[0]) * jnp.sin(100 * x[1])
+    return _manufactured(exact, laplacian, Box([0.0, 0.0], [2 * np.pi, 2 * np.pi]))
+
+
+def advection_sin(beta: float = 200.0) -> Problem:
+    """`u_t + beta u_x = 0` on `[0, 1] x [0, 1]` with `u = sin(x - beta t)` (GP-HM's
+    advection): `u(x, 0)` and the values at `x = 0, 1` from the solution. Points `(x, t)`."""
+    exact = lambda p: jnp.sin(p[0] - beta * p[1])
+    operator = lambda u, p: differential_operator(u, p, {(0, 1): 1.0, (1, 0): beta})
+    return _manufactured(
+        exact,
+        operator,
+        SpaceTime(Box([0.0], [1.0]), 0.0, 1.0),
+        conditions={"initial": Initial(exact), "boundary": Dirichlet(exact)},
+    )
+
+
+HIGH_FREQUENCY: dict[str, Callable[[], Problem]] = {
+    **{f"poisson_1d_{case}": _poisson_1d(case) for case in _POISSON_1D},
+    **{f"allen_cahn_1d_{case}": _allen_cahn_1d(case) for case in ("sin_100x", "sin_6x_cos_100x")},
+    "poisson_2d_sin_100x": poisson_2d_sin_100x,
+    "advection_sin": advection_sin,
+}
+
+
 BENCHMARKS: dict[str, Callable[..., Problem]] = {
     "poisson_2d": poisson_2d,
     "helmholtz_2d": helmholtz_2d,
@@ -195,4 +290,5 @@ BENCHMARKS: dict[str, Callable[..., Problem]] = {
     "flow_mixing": flow_mixing,
     "nonlinear_diffusion": nonlinear_diffusion,
     "allen_cahn": allen_cahn,
+    **HIGH_FREQUENCY,
 }
