@@ -290,5 +290,15 @@ BENCHMARKS: dict[str, Callable[..., Problem]] = {
     "flow_mixing": flow_mixing,
     "nonlinear_diffusion": nonlinear_diffusion,
     "allen_cahn": allen_cahn,
-    **HIGH_FREQUENCY,
+    # GP-HM's cases with a PINN config each (experiments/pinn_<name>.toml)
+    **{
+        name: HIGH_FREQUENCY[name]
+        for name in (
+            "poisson_1d_x_sin_200x",
+            "poisson_1d_multiscale",
+            "allen_cahn_1d_sin_100x",
+            "poisson_2d_sin_100x",
+            "advection_sin",
+        )
+    },
 }
