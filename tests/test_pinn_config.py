@@ -1,6 +1,7 @@
 """`sciml run` with `kind = "pinn"` configs: validation, a tiny run end to end, and resume."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,78 @@ def test_lbfgs_as_the_optimizer_runs_every_iteration_as_lbfgs(tmp_path):
     assert (results["steps"], results["lbfgs_steps"]) == (0, 50)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert {r["phase"] for r in records} == {"lbfgs"} and records[-1]["step"] == 50
+
+
+GP_CONFIGS = sorted((REPO / "experiments").glob("gp_*.toml"))
+
+
+@pytest.mark.parametrize("path", GP_CONFIGS, ids=lambda p: p.stem)
+def test_gp_configs_are_valid_and_fit_a_24_gb_machine(path):
+    from sciml._app.budget import check_run_budget
+
+    config = load_config(path)
+    assert config["model"]["name"] == "gp" and config["train"]["float64"]
+    check_run_budget(config, memory_bytes=24 * 10**9)
+
+
+_GP = {"name": "gp", "gp": {"nodes": [20, 20]}}
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"model": {"name": "gp"}}, "'model.gp.nodes' = [] is invalid: give 2 node counts"),
+        ({"model": {"name": "gp", "gp": {"nodes": [2, 20]}}}, "'model.gp.nodes' = [2, 20] is"),
+        ({"model": _GP}, "'train.float64' = False is invalid: GP-HM needs float64"),
+        (
+            {"model": _GP, "train": {"float64": True, "weights": [1.0, 2.0]}},
+            "'train.weights' = [1.0, 2.0] is invalid: not with model.name = 'gp'",
+        ),
+        (
+            {"model": {"name": "gp", "gp": {"nodes": [100, 100], "gauss_newton": 1}}},
+            "'model.gp.gauss_newton' = 1 is invalid: solves densely in the nodes: at most 6000",
+        ),
+        (
+            {"model": {"name": "gp", "gp": {"nodes": [20, 20], "max_frequency": [1.0] * 3}}},
+            "'model.gp.max_frequency' = [1.0, 1.0, 1.0] is invalid: give 1 or 2 numbers",
+        ),
+        (
+            {"model": _GP, "train": {"float64": True, "optimizer": "soap"}},
+            "'train.optimizer' = 'soap' is invalid: GP-HM trains with 'adam'",
+        ),
+    ],
+)
+def test_invalid_gp_configs(raw, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config({"kind": "pinn", **raw})
+
+
+@pytest.mark.slow
+def test_gp_run_end_to_end(tmp_path):
+    """GP-HM from its config on the multiscale 1-D Poisson case at a small grid: the run
+    writes its records, results and model like the PINNs, `sciml.load_model` returns the
+    `GridGP`, and `--resume` is refused in one line (GP-HM keeps no checkpoints)."""
+    import jax.numpy as jnp
+
+    import sciml
+
+    sets = ["model.gp.nodes=[120]", "train.steps=200", "train.progress=false"]
+    config = str(REPO / "experiments" / "gp_poisson_1d_multiscale.toml")
+    out = run_sciml(
+        "run", config, *[a for s in sets for a in ("--set", s)], "--runs-dir", "runs", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["test_relative_l2"] < 1e-3 and results["steps_done"] == 200
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    assert [r["step"] for r in records] == [200]
+    model = sciml.load_model(run_dir)
+    x = jnp.array([0.3])
+    exact = jnp.sin(0.3) + 0.1 * jnp.sin(6.0) + 0.05 * jnp.cos(30.0)
+    assert abs(float(model.mean()(x)) - float(exact)) < 1e-2
+    resumed = run_sciml("run", "--resume", str(run_dir), cwd=tmp_path)
+    assert resumed.returncode != 0
+    assert (
+        "keeps no checkpoints" in resumed.stderr and len(resumed.stderr.strip().splitlines()) == 1
+    )

@@ -426,6 +426,13 @@ def _pinn_model(config: Mapping) -> _Model:
     """The PINN model's sizes; `train` and `forward` count hidden units per point."""
     model = config["model"]
     dim = problem_facts(config).dims
+    if model["name"] == "gp":
+        gp = model["gp"]
+        nodes = math.prod(gp["nodes"])
+        # node values, the mixture per axis; per node the Taylor coefficients of the mean
+        params = nodes + 3 * gp["components"] * dim
+        per_node = (gp["max_order"] + 1) ** dim
+        return _Model(params, 4, per_node, per_node)
     if model["name"] == "mlp":
         mlp = model["mlp"]
         width, depth, features = mlp["width"], mlp["depth"], mlp["fourier_features"]
@@ -468,6 +475,13 @@ def _estimate_pinn(config: Mapping) -> Estimate:
     if train["adaptive"]:  # residuals (no gradient) on the RAD pool
         step += RAD_POOL * train["num_residual"] * (dim + units * per_unit // 2)
     memory["one step"] = size * max(step, PINN_EVAL_BATCH * units * 4)
+    if model["name"] == "gp":  # nodes, not sampled points; dense node solves
+        gp = model["gp"]
+        nodes = math.prod(gp["nodes"])
+        per_axis = sum(n * n for n in gp["nodes"]) * (gp["max_order"] + 1)
+        memory["one step"] = size * (nodes * units * 8 + per_axis * 4)
+        if gp["gauss_newton"] or gp["polish"]:
+            memory["node solve"] = size * 4 * nodes * nodes
 
     seconds = {"model build": SECONDS_PER_LAYER * layers + SECONDS_PER_PARAM * params}
     if benchmark is not None and benchmark.reference is not None:

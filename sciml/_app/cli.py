@@ -270,7 +270,12 @@ def _run_and_report(config: dict, run_dir: Path, *, resume: bool) -> dict:
     print("final test metrics:")
     for k, v in results.items():
         print(f"  {k}: {v}")
-    print(f"results in {run_dir}/ (results.json, metrics.jsonl, plots/, checkpoints/)")
+    made = [
+        n
+        for n in ("results.json", "metrics.jsonl", "plots/", "checkpoints/")
+        if (Path(run_dir) / n.rstrip("/")).exists()
+    ]
+    print(f"results in {run_dir}/ ({', '.join(made)})")
     return results
 
 

@@ -463,9 +463,10 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
         "name": Option(
             str,
             "mlp",
-            choices=("mlp", "pig"),
-            help="which model trains: the [model.mlp] or the [model.pig] table; a config may "
-            "describe both, so that one file runs the comparison",
+            choices=("mlp", "pig", "gp"),
+            help="which model trains: the [model.mlp], [model.pig] or [model.gp] table (gp: "
+            "GP-HM, sciml.gp.solve_gp); a config may describe several, so that one file runs "
+            "the comparison",
         ),
         "hard_constraint": Option(
             bool, False, help="enforce u = 0 on the boundary by the ansatz distance x network"
@@ -489,6 +490,48 @@ PINN_SCHEMA: dict[str, dict[str, Option] | Option] = {
             "parametrization": Option(str, "cholesky", choices=("cholesky", "rotation")),
             "init_sigma": Option(
                 float, 0.0, check=_nonnegative, allowed=">= 0 (0: from the mean spacing)"
+            ),
+        },
+        "gp": {
+            "nodes": Option(
+                list,
+                [],
+                item_type=int,
+                check=lambda n: all(k >= 3 for k in n),
+                allowed="node counts >= 3, one per axis of the problem's box (time last)",
+            ),
+            "components": Option(int, 30, check=_positive, allowed=">= 1", help="per axis"),
+            "max_frequency": Option(
+                list,
+                [20.0],
+                item_type=float,
+                check=lambda f: bool(f) and all(x > 0 for x in f),
+                allowed="positive cycles per unit length: one for all axes or one per axis",
+                help="the initial mixture means span 0 .. max_frequency",
+            ),
+            "scale": Option(
+                float,
+                0.0,
+                check=_nonnegative,
+                allowed=">= 0 (0: 1 / (pi sqrt 2))",
+                help="initial spectral width of the components",
+            ),
+            "jitter": Option(float, 1e-6, check=_positive, allowed="> 0"),
+            "max_order": Option(
+                int, 2, check=_positive, allowed=">= 1", help="highest derivative per coordinate"
+            ),
+            "gauss_newton": Option(
+                int,
+                0,
+                check=_nonnegative,
+                allowed=">= 0",
+                help="exact node solves after every train.eval_every steps (at most 6000 nodes)",
+            ),
+            "polish": Option(
+                int, 0, check=_nonnegative, allowed=">= 0", help="exact node solve at the end"
+            ),
+            "boundary_weight": Option(
+                float, 200.0, check=_positive, allowed="> 0", help="every condition's weight"
             ),
         },
     },
@@ -599,6 +642,8 @@ def _validate_pinn(raw: dict, check_data: bool = True) -> dict:
             else f"allowed only for problems with u = 0 on the boundary: {zero_dirichlet}"
         )
         raise _fail("model.hard_constraint", True, what)
+    if config["model"]["name"] == "gp":
+        _check_gp(config, facts.dims)
     if train["causal_chunks"] and not facts.time_dependent:
         raise _fail("train.causal_chunks", train["causal_chunks"], "needs a time-dependent problem")
     if train["adaptive"] and not train["resample_every"]:
@@ -619,6 +664,45 @@ def _validate_pinn(raw: dict, check_data: bool = True) -> dict:
         if problem[key]:
             problem[key] = os.path.abspath(problem[key])
     return config
+
+
+def _check_gp(config: dict, dims: int) -> None:
+    """What GP-HM (`model.name = 'gp'`) needs of the rest of a PINN config."""
+    gp, train = config["model"]["gp"], config["train"]
+    if len(gp["nodes"]) != dims:
+        raise _fail(
+            "model.gp.nodes", gp["nodes"], f"give {dims} node counts, one per axis of the problem"
+        )
+    if len(gp["max_frequency"]) not in (1, dims):
+        raise _fail("model.gp.max_frequency", gp["max_frequency"], f"give 1 or {dims} numbers")
+    if (gp["gauss_newton"] or gp["polish"]) and math.prod(gp["nodes"]) > 6000:
+        key = "model.gp.gauss_newton" if gp["gauss_newton"] else "model.gp.polish"
+        raise _fail(
+            key,
+            gp[key.rsplit(".", 1)[1]],
+            f"solves densely in the nodes: at most 6000, model.gp.nodes gives "
+            f"{math.prod(gp['nodes'])}",
+        )
+    refused = {
+        "train.float64": (not train["float64"], "GP-HM needs float64: set it to true"),
+        "train.optimizer": (train["optimizer"] != "adam", "GP-HM trains with 'adam'"),
+        "model.hard_constraint": (config["model"]["hard_constraint"], "not with model.name = 'gp'"),
+        "train.causal_chunks": (bool(train["causal_chunks"]), "not with model.name = 'gp'"),
+        "train.adaptive": (train["adaptive"], "not with model.name = 'gp' (the points are nodes)"),
+        "train.weights": (
+            bool(train["weights"]),
+            "not with model.name = 'gp': use model.gp.boundary_weight",
+        ),
+        "train.time_clock": (
+            bool(train["time_limit"]) and train["time_clock"] != "wall",
+            "GP-HM runs measure wall time",
+        ),
+    }
+    for key, (bad, what) in refused.items():
+        if bad:
+            section, name = key.split(".")
+            value = config[section][name]
+            raise _fail(key, value, what)
 
 
 def _check_input_file(key: str, path: str) -> None:

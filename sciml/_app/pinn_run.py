@@ -46,6 +46,8 @@ def build_model(config: dict, problem: pinn.Problem, *, key, dtype, outputs=None
     """The network of `[model]` for `problem` (`outputs` components, default a scalar),
     in the hard-constraint ansatz if asked."""
     cfg = config["model"][config["model"]["name"]]
+    if config["model"]["name"] == "gp":
+        return _grid_gp(cfg, problem, outputs, dtype)
     out = "scalar" if outputs is None else outputs
     domain = problem.domain
     lower, upper = domain.bounds
@@ -92,6 +94,91 @@ def build_model(config: dict, problem: pinn.Problem, *, key, dtype, outputs=None
     return net
 
 
+def _grid_gp(cfg: dict, problem: pinn.Problem, outputs, dtype):
+    from .. import gp
+
+    if outputs is not None:
+        raise ConfigError(
+            "config key 'model.name' = 'gp' is invalid: GP-HM solves for one scalar field, the "
+            f"problem module declares outputs = {outputs!r}",
+            key="model.name",
+        )
+    frequency = cfg["max_frequency"]
+    try:
+        return gp.GridGP(
+            problem.domain,
+            cfg["nodes"],
+            components=cfg["components"],
+            max_frequency=frequency[0] if len(frequency) == 1 else frequency,
+            scale=cfg["scale"] or None,
+            jitter=cfg["jitter"],
+            max_order=cfg["max_order"],
+            dtype=dtype,
+        )
+    except ValueError as e:
+        raise ConfigError(
+            f"config key 'model.name' = 'gp' is invalid for this problem: {e}", key="model.name"
+        ) from None
+
+
+def _run_gp(config: dict, run_dir: Path, resume: bool, user, problem, model) -> dict:
+    """GP-HM (`sciml.gp.solve_gp`) for `model.name = 'gp'`: records in metrics.jsonl, the
+    results and the trained model as for the other PINN models."""
+    from .. import gp
+
+    if resume:
+        raise ConfigError(
+            "--resume: a GP-HM run (model.name = 'gp') keeps no checkpoints; start a new run "
+            "(it is short: node solves replace most of the steps)",
+            key="model.name",
+        )
+    if user is not None and user.parameters:
+        raise ConfigError(
+            "config key 'model.name' = 'gp' is invalid: the problem module has unknown "
+            "parameters, which GP-HM does not estimate; use model.name = 'mlp' or 'pig'",
+            key="model.name",
+        )
+    train, cfg = config["train"], config["model"]["gp"]
+    start, cpu_start = time.perf_counter(), time.process_time()
+    try:
+        model, history = gp.solve_gp(
+            problem,
+            model,
+            steps=train["steps"],
+            learning_rate=train["learning_rate"],
+            boundary_weight=cfg["boundary_weight"],
+            lbfgs_steps=train["lbfgs_steps"],
+            gauss_newton=cfg["gauss_newton"],
+            polish=cfg["polish"],
+            eval_every=train["eval_every"],
+            time_limit=train["time_limit"] or None,
+            progress=train["progress"],
+        )
+    except ValueError as e:  # the problem and the grid disagree (orders, conditions)
+        raise ConfigError(
+            f"config key 'model.name' = 'gp' is invalid: {e}", key="model.name"
+        ) from None
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    lines = "".join(json.dumps(r) + "\n" for r in history)
+    atomic_write_bytes(run_dir / "metrics.jsonl", lines.encode())
+    has_reference = problem.exact is not None or problem.reference is not None
+    results = {
+        "test_relative_l2": pinn.relative_error(model.mean(), problem) if has_reference else None,
+        "steps": train["steps"],
+        "lbfgs_steps": train["lbfgs_steps"],
+        "steps_done": history[-1]["step"] if history else 0,
+        "train_time_s": round(elapsed, 2),
+        "train_cpu_s": round(cpu, 2),
+        "params": int(sum(x.size for x in jax.tree.leaves(eqx.filter(model, eqx.is_array)))),
+        "final_loss": history[-1]["loss"] if history else None,
+        "active_components": history[-1]["active_components"] if history else None,
+    }
+    if train_is_writer():
+        save_model_file(run_dir / MODEL_FILE, model)
+    atomic_write_bytes(run_dir / "results.json", (json.dumps(results, indent=2) + "\n").encode())
+    return results
+
+
 def num_points(config: dict, problem: pinn.Problem, given=None) -> dict[str, int]:
     """Points per sampled term: the `train.num_*` count of its kind, or `given[term]`."""
     train, given = config["train"], given or {}
@@ -136,6 +223,8 @@ def run_pinn(
     user, problem, model = _setup(config, dtype)
     if user is not None and train_is_writer():
         record_module(run_dir, user, resume=resume)
+    if config["model"]["name"] == "gp":
+        return _run_gp(config, run_dir, resume, user, problem, model)
     all_terms = problem_facts(config).terms  # with the terms the ansatz replaces
     point_key = jax.random.split(jax.random.key(config["seed"]))[1]
     weights = dict(zip(all_terms, train["weights"], strict=True)) if train["weights"] else {}

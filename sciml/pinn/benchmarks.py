@@ -15,7 +15,9 @@ are consistent to rounding.
 | `allen_cahn` | u_t - eps u_xx + 5 u^3 - 5 u = 0 | [-1, 1] x [0, 1], periodic | spectral |
 
 High-frequency and multi-scale cases of GP-HM (Fang et al., ICLR 2024), each with its exact
-solution and Dirichlet data from it (`sciml.gp` solves them; PINNs and PIGs struggle):
+solution, Dirichlet data from it, and errors measured on a fine uniform grid (4001 nodes in
+1-D, 401^2 in 2-D, 101 x 401 for advection) (`sciml.gp` solves them; PINNs and PIGs
+struggle):
 
 | name | PDE | domain | solution |
 | --- | --- | --- | --- |
@@ -203,16 +205,25 @@ def allen_cahn(
     )
 
 
-def _manufactured(exact: Callable, operator: Callable, domain, conditions=None, **extra) -> Problem:
+def _manufactured(
+    exact: Callable, operator: Callable, domain, evaluation: tuple[int, ...], conditions=None
+) -> Problem:
     """A `Problem` whose source is `operator(exact, x)` (same autodiff as the residual), with
-    Dirichlet data from `exact` on the whole boundary unless `conditions` are given."""
+    Dirichlet data from `exact` on the whole boundary unless `conditions` are given. Errors are
+    measured on a uniform grid of `evaluation` nodes per axis (the `reference`): the default
+    101-node grid would sample `sin(100 x)` on `[0, 2 pi]` at its zeros."""
     source = lambda x: operator(exact, x)
+    lower, upper = domain.bounds
+    lines = [np.linspace(a, b, n) for a, b, n in zip(lower, upper, evaluation, strict=True)]
+    points = np.stack([g.reshape(-1) for g in np.meshgrid(*lines, indexing="ij")], axis=-1)
+    with jax.enable_x64(True):
+        values = np.asarray(jax.vmap(exact)(jnp.asarray(points, jnp.float64)))
     return Problem(
         residual=lambda u, x: operator(lambda y: jnp.squeeze(u(y)), x) - source(x),
         domain=domain,
         conditions=conditions or {"boundary": Dirichlet(exact)},
         exact=exact,
-        **extra,
+        reference=(jnp.asarray(points, float), jnp.asarray(values, float)),
     )
 
 
@@ -236,7 +247,7 @@ def _poisson_1d(case: str) -> Callable[[], Problem]:
     exact, length = _POISSON_1D[case]
 
     def factory() -> Problem:
-        return _manufactured(exact, _second_derivative, Box([0.0], [length]))
+        return _manufactured(exact, _second_derivative, Box([0.0], [length]), (4001,))
 
     factory.__doc__ = f"`u'' = f` on `[0, {length:.4g}]`, `u = {case}` (GP-HM's 1-D Poisson)."
     return factory
@@ -247,7 +258,7 @@ def _allen_cahn_1d(case: str) -> Callable[[], Problem]:
     operator = lambda u, x: _second_derivative(u, x) + u(x) * (u(x) ** 2 - 1)
 
     def factory() -> Problem:
-        return _manufactured(exact, operator, Box([0.0], [length]))
+        return _manufactured(exact, operator, Box([0.0], [length]), (4001,))
 
     factory.__doc__ = (
         f"`u'' + u (u^2 - 1) = f` on `[0, {length:.4g}]`, `u = {case}` (GP-HM's steady 1-D "
@@ -259,7 +270,7 @@ def _allen_cahn_1d(case: str) -> Callable[[], Problem]:
 def poisson_2d_sin_100x() -> Problem:
     """`Lap u = f` on `[0, 2 pi]^2` with `u = sin(100 x) sin(100 y)` (GP-HM's 2-D Poisson)."""
     exact = lambda x: jnp.sin(100 * x[0]) * jnp.sin(100 * x[1])
-    return _manufactured(exact, laplacian, Box([0.0, 0.0], [2 * np.pi, 2 * np.pi]))
+    return _manufactured(exact, laplacian, Box([0.0, 0.0], [2 * np.pi, 2 * np.pi]), (401, 401))
 
 
 def advection_sin(beta: float = 200.0) -> Problem:
@@ -271,6 +282,7 @@ def advection_sin(beta: float = 200.0) -> Problem:
         exact,
         operator,
         SpaceTime(Box([0.0], [1.0]), 0.0, 1.0),
+        (101, 401),
         conditions={"initial": Initial(exact), "boundary": Dirichlet(exact)},
     )
 
