@@ -18,6 +18,7 @@ from ._kronecker import kron_matvec as kron_matvec
 from ._kronecker import kron_solve as kron_solve
 from ._solver import GridGP as GridGP
 from ._solver import condition_points as condition_points
+from ._solver import gauss_newton_values as gauss_newton_values
 from ._solver import gp_loss as gp_loss
 from ._solver import relative_l2 as relative_l2
 from ._solver import solve_gp as solve_gp
