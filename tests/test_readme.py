@@ -68,6 +68,6 @@ def test_gp_example_runs():
     (block,) = [b for b in _python_blocks() if "gp.solve_gp" in b]
     namespace = {}
     exec(compile(block, "README.md", "exec"), namespace)  # our own README, not user input
-    # 1000 Adam steps with a Gauss-Newton node solve every 200 on 400 nodes: measured 8.8e-6.
+    # 600 Adam steps with a Gauss-Newton node solve every 200 on 300 nodes: measured 2.2e-5.
     assert namespace["error"] < 1e-4
     assert namespace["u"].shape == ()
